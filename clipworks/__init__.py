@@ -1,0 +1,44 @@
+"""clipworks: train, load, evaluate and apply CLIP models.
+
+The public API is imported lazily so that `import clipworks` stays fast (torch loads on first use).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create_model": "clipworks.model.factory",
+    "get_tokenizer": "clipworks.model.factory",
+    "list_models": "clipworks.model.config",
+    "get_model_config": "clipworks.model.config",
+    "ModelConfig": "clipworks.model.config",
+    "tokenize": "clipworks.model.tokenizer",
+    "Tokenizer": "clipworks.model.tokenizer",
+    "CLIP": "clipworks.model.clip",
+    "read_checkpoint": "clipworks.model.checkpoint.loading",
+    "image_transform": "clipworks.model.transforms",
+    "load_image": "clipworks.model.transforms",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:
+    from clipworks.model.checkpoint.loading import read_checkpoint
+    from clipworks.model.clip import CLIP
+    from clipworks.model.config import ModelConfig, get_model_config, list_models
+    from clipworks.model.factory import create_model, get_tokenizer
+    from clipworks.model.tokenizer import Tokenizer, tokenize
+    from clipworks.model.transforms import image_transform, load_image
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clipworks' has no attribute '{name}'")

@@ -1,0 +1,1 @@
+"""The `clipworks` command line: one subcommand per module."""

@@ -1,0 +1,21 @@
+"""User-facing errors: each carries a one-line message naming the file or field at fault."""
+
+
+class ClipworksError(Exception):
+    """Base class; the CLI prints these as one line (no traceback unless --debug)."""
+
+
+class InputFileError(ClipworksError):
+    """A user-supplied file is missing, unreadable, corrupt or of the wrong kind."""
+
+
+class CheckpointError(ClipworksError):
+    """A checkpoint cannot be read, or does not fit the requested architecture."""
+
+
+class ConfigError(ClipworksError):
+    """An unknown model name or an invalid configuration field."""
+
+
+class ContextLengthError(ClipworksError):
+    """A text does not fit the text tower's context length and truncation was refused."""

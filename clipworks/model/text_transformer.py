@@ -1,0 +1,43 @@
+"""The text tower: token + position embeddings, causal Transformer, ln_final, pool at end-of-text, project."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from clipworks.errors import ContextLengthError
+from clipworks.model.config import TextConfig
+from clipworks.model.layers import LayerNorm, Transformer
+
+
+class TextTransformer(nn.Module):
+    def __init__(self, cfg: TextConfig, embed_dim: int, quick_gelu: bool) -> None:
+        super().__init__()
+        self.context_length = cfg.context_length
+        self.vocab_size = cfg.vocab_size
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
+        self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_ratio, quick_gelu)
+        self.ln_final = LayerNorm(cfg.width)
+        self.text_projection = nn.Parameter(torch.empty(cfg.width, embed_dim))
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        nn.init.normal_(self.text_projection, std=cfg.width**-0.5)
+        self.transformer.init_weights()
+
+    def tokens(self, text: torch.Tensor) -> torch.Tensor:
+        """Per-token outputs [B, L, width] after ln_final."""
+        if text.ndim != 2:
+            raise ValueError(f"token ids must have shape [batch, length], got {list(text.shape)}")
+        if text.shape[1] > self.context_length:
+            raise ContextLengthError(
+                f"token ids have length {text.shape[1]} but this text tower's context length is {self.context_length}"
+            )
+        x = self.token_embedding(text) + self.positional_embedding[: text.shape[1]].to(self.token_embedding.weight.dtype)
+        return self.ln_final(self.transformer(x, causal=True))
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(text)
+        # End-of-text has the largest id in CLIP's vocabulary, so argmax finds it.
+        eot = text.argmax(dim=-1)
+        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
