@@ -90,6 +90,7 @@ def test_openclip_config_directory_with_gelu(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 def test_openai_torchscript_archive_fp16(tmp_path):
     """An OpenAI-style release: a TorchScript archive with fp16 weights, architecture inferred from shapes."""
     theirs = _openclip_model("ViT-B-32-quickgelu", seed=5)
@@ -171,6 +172,19 @@ def test_bare_state_dict_infers_architecture_and_warns(tmp_path):
     images, texts = _inputs(64, context_length=32)
     with torch.no_grad():
         assert torch.equal(explicit.encode_image(images), model.encode_image(images))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        clipworks.create_model(path, device="cpu")
+    assert "this must never run" not in capsys.readouterr().out
 
 
 def test_unreadable_checkpoints_raise_one_line_errors(tmp_path):

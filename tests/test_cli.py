@@ -15,6 +15,7 @@ from PIL import Image
 
 import clipworks
 from clipworks.cli.main import main
+from clipworks.data.samples import write_sample_photos
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,15 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
     """scikit-image's real sample photos, written as files."""
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("photos")
-    paths = []
-    for name in ("astronaut", "chelsea", "coffee"):
-        path = folder / f"{name}.png"
-        Image.fromarray(getattr(data, name)()).save(path)
-        paths.append(path)
-    return paths
+    return write_sample_photos(tmp_path_factory.mktemp("photos"), ["astronaut", "chelsea", "coffee"])
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     names = [Path(p).name for p in args.images]
     width = max(12, *(len(n) for n in names))
-    cols = [t if len(t) <= 18 else t[:17] + "…" for t in args.text]
+    cols = [t if len(t) <= 24 else t[:23] + "…" for t in args.text]
     colw = max(8, *(len(c) for c in cols))
     print("Label probs (softmax over the texts, one row per image):")
     print(" " * width + "  " + "  ".join(f"{c:>{colw}}" for c in cols))

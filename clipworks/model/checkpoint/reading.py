@@ -32,13 +32,23 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         return read_torchscript_tensors(path), "torchscript"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to unpickle ({first})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = _reason(exc)
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused, the file pickles code or objects other than tensors") from exc
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from exc
     return _unwrap(obj, path), "torch"
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of torch.load's error (its weights-only errors open with a long preamble)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    for i, line in enumerate(lines):
+        if line.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return lines[i + 1]
+    return lines[0][:200]
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
