@@ -6,10 +6,10 @@ import argparse
 import sys
 import warnings
 
-from clipworks.cli import embed, models, similarity
+from clipworks.cli import embed, models, similarity, train
 from clipworks.errors import ClipworksError
 
-SUBCOMMANDS = (models, embed, similarity)
+SUBCOMMANDS = (models, embed, similarity, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

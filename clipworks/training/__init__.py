@@ -1,0 +1,1 @@
+"""Contrastive training: loss, schedule, deterministic batches, the trainer loop, distributed helpers."""

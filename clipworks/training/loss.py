@@ -1,0 +1,56 @@
+"""Symmetric InfoNCE over image-text logits, exact across DDP ranks."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient for each shard and returns this rank's share.
+
+    With it, the per-rank losses below add up to the single-process loss and DDP's gradient average is the
+    single-process gradient exactly. Uses all_reduce only, so it runs on gloo (CPU) as well as NCCL.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        ctx.rank, ctx.world = dist.get_rank(), world
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad.chunk(ctx.world, dim=0)[ctx.rank]
+
+
+def gather_features(features: torch.Tensor) -> torch.Tensor:
+    """Features of every rank (equal local batch sizes), concatenated in rank order; identity on one process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return features
+    return _GatherWithGrad.apply(features)
+
+
+class ClipLoss(nn.Module):
+    """Mean of cross-entropy(image -> its text) and cross-entropy(text -> its image) over the global batch.
+
+    On rank r of W, the loss covers this rank's rows against all columns and is scaled so that DDP's
+    average of gradients over ranks equals the gradient of the global loss.
+    """
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        all_images = gather_features(image_features)
+        all_texts = gather_features(text_features)
+        n_local = image_features.shape[0]
+        offset = n_local * (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
+        labels = torch.arange(offset, offset + n_local, device=image_features.device)
+        scale = logit_scale.exp()
+        logits_per_image = scale * image_features @ all_texts.t()
+        logits_per_text = scale * text_features @ all_images.t()
+        return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2

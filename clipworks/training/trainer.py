@@ -1,0 +1,263 @@
+"""The contrastive trainer behind `clipworks train`: AdamW, warmup+cosine, clipping, accumulation that keeps
+the contrastive batch whole, exact resume, DDP across `torchrun` ranks, metrics, plots and checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from clipworks.errors import CheckpointError
+from clipworks.model.clip import CLIP
+from clipworks.model.factory import create_model, default_device, get_tokenizer
+from clipworks.model.transforms import image_transform
+from clipworks.training.data import BatchPlan, batches, split_micro
+from clipworks.training.distributed import WorldInfo, init_distributed
+from clipworks.training.loss import ClipLoss
+from clipworks.training.schedule import warmup_cosine
+
+MAX_LOGIT_SCALE = math.log(100.0)
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in the checkpoint so `--resume` continues the same run."""
+
+    out: str
+    model: str = "ViT-Tiny-8-64"
+    pretrained: str | None = None
+    data: str = "world"
+    steps: int = 1000
+    batch_size: int = 256  # the global contrastive batch, across ranks and accumulation steps
+    accum_steps: int = 1
+    lr: float = 5e-4
+    min_lr: float = 0.0
+    warmup: int = 100
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    num_workers: int = 0
+    device: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+
+
+class FeatureModel(nn.Module):
+    """What DDP wraps: normalised image and text features plus the log-temperature."""
+
+    def __init__(self, clip: CLIP) -> None:
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.clip.encode_image(images, normalize=True), self.clip.encode_text(tokens, normalize=True), self.clip.logit_scale
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on gains, biases, BatchNorm/LayerNorm parameters, 1-d embeddings or the temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or "bn" in name or "ln_" in name or "bias" in name or "logit_scale" in name
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def contrastive_step(wrapped: nn.Module, features: FeatureModel, loss_fn: ClipLoss,
+                     micro: list[tuple[torch.Tensor, torch.Tensor]], autocast) -> torch.Tensor:
+    """Forward and backward one contrastive batch split into micro-batches; returns the batch loss.
+
+    With several micro-batches, the features of all of them are first computed without gradients; each
+    micro-batch is then recomputed with gradients and its loss taken against the whole batch, so the summed
+    gradients equal those of the undivided batch. The temperature takes part in one backward only.
+    """
+    if len(micro) == 1:
+        with autocast():
+            img, txt, scale = wrapped(*micro[0])
+            loss = loss_fn(img.float(), txt.float(), scale)
+        loss.backward()
+        return loss.detach()
+    with torch.no_grad(), autocast():
+        cached = [features(images, tokens) for images, tokens in micro]
+    cached_img = [c[0].float() for c in cached]
+    cached_txt = [c[1].float() for c in cached]
+    last = len(micro) - 1
+    for j, (images, tokens) in enumerate(micro):
+        sync = contextlib.nullcontext() if j == last or not isinstance(wrapped, nn.parallel.DistributedDataParallel) else wrapped.no_sync()
+        with sync:
+            with autocast():
+                img_j, txt_j, scale = wrapped(images, tokens)
+            img = torch.cat(cached_img[:j] + [img_j.float()] + cached_img[j + 1:])
+            txt = torch.cat(cached_txt[:j] + [txt_j.float()] + cached_txt[j + 1:])
+            loss = loss_fn(img, txt, scale if j == last else scale.detach())
+            loss.backward()
+    return loss.detach()
+
+
+def _save_checkpoint(path: Path, model: CLIP, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig,
+                     skipped: int) -> None:
+    """Write atomically: a run killed mid-save keeps its previous checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "config": json.dumps(asdict(cfg)), "skipped": skipped}, tmp)
+    os.replace(tmp, path)
+
+
+def _global_mean(value: torch.Tensor, world: WorldInfo) -> float:
+    if world.distributed:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world.world_size
+    return float(value)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Run (or continue) a training run; returns a summary. Writes into `cfg.out`:
+    checkpoint.pt, model/ (save_pretrained), metrics.jsonl, loss.png, train_config.json.
+    `stop_after` ends this invocation after that many steps (with a checkpoint); `resume` continues it."""
+    from tqdm import tqdm
+
+    from clipworks.data import open_pairs
+    from clipworks.data.readers import SkipReport
+
+    device = torch.device(cfg.device) if cfg.device else default_device()
+    world = init_distributed(device)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT_FILE
+    state = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise CheckpointError(f"{ckpt_path}: nothing to resume from")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["config"])
+        for key in ("model", "data", "batch_size", "seed", "accum_steps"):
+            if saved[key] != getattr(cfg, key):
+                raise CheckpointError(f"{ckpt_path}: was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}")
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    torch.manual_seed(cfg.seed)
+    clip, _ = create_model(cfg.model, pretrained=cfg.pretrained, device=device)
+    clip.train()
+    optimizer = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    start = 0
+    skipped_total = 0
+    if state is not None:
+        clip.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, skipped_total = int(state["step"]), int(state.get("skipped", 0))
+
+    features = FeatureModel(clip)
+    wrapped: nn.Module = features
+    if world.distributed:
+        wrapped = nn.parallel.DistributedDataParallel(features, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = ClipLoss()
+    use_amp = device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+
+    dataset = open_pairs(cfg.data, **cfg.data_options)
+    plan = BatchPlan(len(dataset), cfg.batch_size, cfg.seed, world.rank, world.world_size)
+    transform = image_transform(clip.config.preprocess, train=True)
+    tokenizer = get_tokenizer(clip)
+    report = SkipReport()
+
+    metrics_path = out / "metrics.jsonl"
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.is_main))
+    t_last, samples_since = time.perf_counter(), 0
+    loss_value = float("nan")
+    stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    for step, batch in enumerate(batches(dataset, plan, start, stop, transform, tokenizer, cfg.num_workers), start):
+        lr = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for s in batch.skipped:
+            report.add(s)
+        micro = [(i.to(device, non_blocking=True), t.to(device, non_blocking=True))
+                 for i, t in split_micro(batch, cfg.accum_steps)]
+        optimizer.zero_grad(set_to_none=True)
+        loss = contrastive_step(wrapped, features, loss_fn, micro, autocast)
+        grad_norm = torch.nn.utils.clip_grad_norm_(clip.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
+        optimizer.step()
+        with torch.no_grad():
+            clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        samples_since += cfg.batch_size
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            loss_value = _global_mean(loss, world)
+            now = time.perf_counter()
+            rate = samples_since / max(now - t_last, 1e-9)
+            t_last, samples_since = now, 0
+            if world.is_main:
+                record = {"step": done, "loss": round(loss_value, 5), "lr": lr, "logit_scale": round(clip.logit_scale.exp().item(), 3),
+                          "grad_norm": round(float(grad_norm), 4), "samples_per_s": round(rate, 1),
+                          "skipped": skipped_total + report.count}
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
+        bar.update(1)
+        if world.is_main and (done % cfg.checkpoint_every == 0 or done in (cfg.steps, stop)):
+            _save_checkpoint(ckpt_path, clip, optimizer, done, cfg, skipped_total + report.count)
+    bar.close()
+
+    summary = {"steps": stop, "final_loss": loss_value, "skipped": skipped_total + report.count,
+               "skip_summary": report.summary(), "out": str(out)}
+    if world.is_main and stop == cfg.steps:
+        clip.eval()
+        clip.save_pretrained(out / "model")
+        plot_loss(metrics_path, out / "loss.png")
+        if report.count:
+            print(report.summary())
+    if world.distributed:
+        dist.barrier()
+    return summary
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Records of metrics.jsonl; a record cut off by a kill is ignored, and a resumed run's repeats keep the last."""
+    records: dict[int, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[int(rec["step"])] = rec
+    return [records[k] for k in sorted(records)]
+
+
+def plot_loss(metrics_path: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    if not records:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in records], [r["loss"] for r in records])
+    ax.set_xlabel("step")
+    ax.set_ylabel("contrastive loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
