@@ -1,1 +1,25 @@
-"""Data: sample photos that ship inside packages, and (later) generated worlds and readers."""
+"""Data sources: a generated world, scikit-learn's digits, scikit-image's photos, and readers for a user's own
+image-caption collections. `open_pairs(spec)` turns a `--data` argument into a data set."""
+
+from __future__ import annotations
+
+from clipworks.data.readers import open_pairs, register_source
+
+
+def _world(size: int = 50000, seed: int = 0, split: str = "train", image_size: int = 64,
+           min_objects: int = 1, max_objects: int = 3):
+    from clipworks.data.world import WorldDataset
+
+    return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(min_objects, max_objects))
+
+
+def _digits(split: str = "train", image_size: int = 64):
+    from clipworks.data.digits import DigitsDataset
+
+    return DigitsDataset(split=split, image_size=image_size)
+
+
+register_source("world", _world)
+register_source("digits", _digits)
+
+__all__ = ["open_pairs", "register_source"]

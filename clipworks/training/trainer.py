@@ -174,10 +174,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
 
     dataset = open_pairs(cfg.data, **cfg.data_options)
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        # Shards are read once into memory so batches stay a pure function of the step (exact resume, DDP).
+        dataset = list(tqdm(dataset, desc="reading shards", unit="sample", disable=not (progress and world.is_main)))
     plan = BatchPlan(len(dataset), cfg.batch_size, cfg.seed, world.rank, world.world_size)
     transform = image_transform(clip.config.preprocess, train=True)
     tokenizer = get_tokenizer(clip)
-    report = SkipReport()
+    report = SkipReport(total=len(dataset))
 
     metrics_path = out / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.is_main))

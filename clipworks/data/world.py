@@ -1,0 +1,506 @@
+"""A generated world of coloured shapes: explicit scenes, their renderings and captions.
+
+No pretrained weights exist here, so clipworks trains its own small CLIP on this world. Everything a
+later feature needs (class labels, VQA answers, video frames) derives from `Scene.facts()`, never
+from the pixels or the captions. Some (colour, shape) pairs are held out of training so zero-shot
+accuracy and retrieval can be measured on combinations the model never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch.utils.data
+from PIL import Image, ImageDraw
+
+from clipworks.data.types import Sample
+
+# ---------------------------------------------------------------- vocabulary
+
+SHAPES = ("circle", "square", "triangle", "star", "heart", "cross", "diamond", "hexagon")
+
+# Saturated, well-separated hues plus white; backgrounds stay below 0.25 saturation and 0.7 value.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 90, 240),
+    "yellow": (250, 230, 40),
+    "purple": (150, 40, 190),
+    "orange": (255, 130, 0),
+    "pink": (255, 110, 190),
+    "white": (245, 245, 245),
+}
+
+# Circumradius as a fraction of the image side; each object jitters its radius by up to ±6 %.
+SIZES: dict[str, float] = {"small": 0.12, "medium": 0.17, "large": 0.23}
+RADIUS_JITTER = 0.06
+# Size classes are >= 1.2x apart after jitter and one class varies < 1.13x, so "bigger than" holds
+# exactly when two objects' size classes differ.
+BIGGER_RATIO = 1.15
+
+POSITIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
+RELATIONS = ("left of", "right of", "above", "below", "bigger than", "smaller than")
+# Centres this far apart (fraction of the image) along an axis make left/right or above/below true.
+RELATION_MARGIN = 0.1
+
+BACKGROUNDS = ("plain", "gradient", "noise", "stripes", "checker")
+BACKGROUND_WORDS = {"plain": "plain", "gradient": "gradient", "noise": "noisy", "stripes": "striped", "checker": "checkered"}
+
+SPLITS = ("train", "heldout", "all")
+# Colour i with shape (i + 3) % 8: every colour and every shape is held out exactly once.
+HELDOUT_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (colour, SHAPES[(i + 3) % len(SHAPES)]) for i, colour in enumerate(COLOURS)
+)
+TRAIN_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (colour, shape) for colour in COLOURS for shape in SHAPES if (colour, shape) not in HELDOUT_PAIRS
+)
+ALL_PAIRS: tuple[tuple[str, str], ...] = tuple((colour, shape) for colour in COLOURS for shape in SHAPES)
+
+MAX_ROTATION = 25.0  # degrees; more would turn a square into a diamond
+
+
+# ---------------------------------------------------------------- scenes
+
+
+@dataclass
+class SceneObject:
+    """One shape; x, y are its centre in [0, 1] image coordinates (y down), radius its circumradius."""
+
+    shape: str
+    colour: str
+    size: str
+    x: float
+    y: float
+    radius: float
+    rotation: float  # degrees, counter-clockwise
+
+    @property
+    def position(self) -> str:
+        """Name of the 3x3 grid cell holding the centre."""
+        row = ("top", "", "bottom")[min(int(self.y * 3), 2)]
+        col = ("left", "", "right")[min(int(self.x * 3), 2)]
+        return f"{row} {col}".strip() or "center"
+
+
+@dataclass
+class Background:
+    """A low-saturation backdrop: `kind` blends `colour` into `colour2` along a pattern."""
+
+    kind: str
+    colour: tuple[int, int, int]
+    colour2: tuple[int, int, int]
+    angle: float  # degrees; direction of gradient and stripes
+    period: float  # fraction of the image; stripe period, checker cell or noise cell
+
+
+@dataclass
+class Scene:
+    """Objects (the first is the main one), a background, and the seed of the rendering noise."""
+
+    objects: list[SceneObject]
+    background: Background
+    seed: int
+
+    def relations(self) -> list[tuple[int, str, int]]:
+        """(subject index, relation, object index) for every relation that holds, both directions."""
+        found = []
+        for i, a in enumerate(self.objects):
+            for j, b in enumerate(self.objects):
+                if i == j:
+                    continue
+                if b.x - a.x >= RELATION_MARGIN:
+                    found.append((i, "left of", j))
+                if a.x - b.x >= RELATION_MARGIN:
+                    found.append((i, "right of", j))
+                if b.y - a.y >= RELATION_MARGIN:
+                    found.append((i, "above", j))
+                if a.y - b.y >= RELATION_MARGIN:
+                    found.append((i, "below", j))
+                if a.radius >= BIGGER_RATIO * b.radius:
+                    found.append((i, "bigger than", j))
+                if b.radius >= BIGGER_RATIO * a.radius:
+                    found.append((i, "smaller than", j))
+        return found
+
+    def facts(self) -> dict:
+        """JSON-able ground truth: objects, the relations that hold, and the background kind."""
+        return {
+            "objects": [
+                {
+                    "shape": o.shape,
+                    "colour": o.colour,
+                    "size": o.size,
+                    "position": o.position,
+                    "x": round(o.x, 4),
+                    "y": round(o.y, 4),
+                    "radius": round(o.radius, 4),
+                    "rotation": round(o.rotation, 2),
+                }
+                for o in self.objects
+            ],
+            "relations": [{"subject": i, "relation": r, "object": j} for i, r, j in self.relations()],
+            "background": self.background.kind,
+        }
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+
+
+def _as_random(rng: random.Random | np.random.Generator) -> random.Random:
+    if isinstance(rng, np.random.Generator):
+        return random.Random(int(rng.integers(0, 2**63)))
+    return rng
+
+
+def _sample_background(rng: random.Random) -> Background:
+    hue = rng.random()
+    sat = rng.uniform(0.0, 0.22)
+    val = rng.uniform(0.22, 0.6)
+    val2 = min(max(val + rng.choice((-1, 1)) * rng.uniform(0.08, 0.18), 0.15), 0.68)
+    hue2 = (hue + rng.uniform(-0.08, 0.08)) % 1.0
+    sat2 = min(max(sat + rng.uniform(-0.05, 0.05), 0.0), 0.22)
+
+    def rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+        return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(h, s, v))
+
+    kind = rng.choice(BACKGROUNDS)
+    period = {"stripes": rng.uniform(0.08, 0.2), "checker": rng.uniform(0.08, 0.2), "noise": rng.uniform(0.12, 0.3)}
+    return Background(kind, rgb(hue, sat, val), rgb(hue2, sat2, val2), rng.uniform(0, 360), period.get(kind, 1.0))
+
+
+def _place(rng: random.Random, placed: list[SceneObject], size: str, tries: int = 60) -> tuple[float, float, float] | None:
+    radius = SIZES[size] * rng.uniform(1 - RADIUS_JITTER, 1 + RADIUS_JITTER)
+    lo, hi = radius + 0.02, 1 - radius - 0.02  # keep the whole shape inside the frame
+    for _ in range(tries):
+        x, y = rng.uniform(lo, hi), rng.uniform(lo, hi)
+        if all(math.hypot(x - o.x, y - o.y) >= 0.95 * (radius + o.radius) for o in placed):
+            return x, y, radius
+    return None
+
+
+def sample_scene(
+    rng: random.Random | np.random.Generator, split: str = "train", n_objects: tuple[int, int] = (1, 3)
+) -> Scene:
+    """A random scene; in "train" no object is a held-out pair, in "heldout" the main object is one."""
+    _check_split(split)
+    rng = _as_random(rng)
+    n = rng.randint(n_objects[0], n_objects[1])
+    pairs_for_main = {"train": TRAIN_PAIRS, "heldout": HELDOUT_PAIRS, "all": ALL_PAIRS}[split]
+    pairs_for_rest = ALL_PAIRS if split == "all" else TRAIN_PAIRS
+
+    objects: list[SceneObject] = []
+    for k in range(n):
+        colour, shape = rng.choice(pairs_for_main if k == 0 else pairs_for_rest)
+        size = rng.choice(tuple(SIZES))
+        where = _place(rng, objects, size)
+        if where is None and size != "small":  # crowded: a small one may still fit
+            size = "small"
+            where = _place(rng, objects, size)
+        if where is None:
+            continue  # never for the main object: an empty scene always has room
+        x, y, radius = where
+        rotation = 0.0 if shape == "circle" else rng.uniform(-MAX_ROTATION, MAX_ROTATION)
+        objects.append(SceneObject(shape, colour, size, x, y, radius, rotation))
+    return Scene(objects, _sample_background(rng), rng.getrandbits(32))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _regular(n: int, start_deg: float, radii: tuple[float, ...] = (1.0,)) -> np.ndarray:
+    angles = np.radians(start_deg + np.arange(n * len(radii)) * 360.0 / (n * len(radii)))
+    r = np.resize(np.array(radii), len(angles))
+    return np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
+
+
+def _heart() -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    x = 16 * np.sin(t) ** 3
+    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))  # y down
+    pts = np.stack([x, y], axis=1)
+    return pts - (pts.max(0) + pts.min(0)) / 2
+
+
+def _cross(half_width: float = 0.32) -> np.ndarray:
+    w = half_width
+    return np.array([(w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1)], float)
+
+
+def _normalised(points: np.ndarray) -> np.ndarray:
+    return points / np.linalg.norm(points, axis=1).max()
+
+
+# Outlines at unit circumradius, image axes (y down); upright shapes point to -y.
+SHAPE_OUTLINES: dict[str, np.ndarray] = {
+    "circle": _regular(64, 0),
+    "square": _normalised(np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], float)),
+    "triangle": _regular(3, -90),
+    "star": _regular(5, -90, (1.0, 0.45)),
+    "heart": _normalised(_heart()),
+    "cross": _normalised(_cross()),
+    "diamond": np.array([(0, -1), (0.62, 0), (0, 1), (-0.62, 0)], float),  # taller than wide, never a square
+    "hexagon": _regular(6, 0),
+}
+
+
+def _background_array(bg: Background, n: int, rng: np.random.Generator) -> np.ndarray:
+    coords = (np.arange(n, dtype=np.float32) + 0.5) / n
+    xx, yy = np.meshgrid(coords, coords)
+    a = math.radians(bg.angle)
+    along = xx * math.cos(a) + yy * math.sin(a)
+    if bg.kind == "plain":
+        t = np.zeros((n, n), np.float32)
+    elif bg.kind == "gradient":
+        t = (along - along.min()) / max(float(along.max() - along.min()), 1e-6)
+    elif bg.kind == "stripes":
+        t = 0.5 + 0.5 * np.tanh(3 * np.sin(2 * np.pi * along / bg.period))
+    elif bg.kind == "checker":
+        t = ((np.floor(xx / bg.period) + np.floor(yy / bg.period)) % 2).astype(np.float32)
+    elif bg.kind == "noise":
+        cells = max(2, round(1 / bg.period))
+        coarse = Image.fromarray(rng.random((cells, cells), dtype=np.float32), mode="F")
+        t = np.asarray(coarse.resize((n, n), Image.Resampling.BICUBIC)).clip(0, 1)
+    else:
+        raise ValueError(f"background kind must be one of {', '.join(BACKGROUNDS)}; got {bg.kind!r}")
+    c1 = np.array(bg.colour, np.float32)
+    c2 = np.array(bg.colour2, np.float32)
+    return c1 + t[..., None] * (c2 - c1)
+
+
+def render(scene: Scene, image_size: int = 64) -> Image.Image:
+    """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background."""
+    rng = np.random.default_rng(scene.seed)
+    n, big = image_size, 4 * image_size
+    pixels = _background_array(scene.background, n, rng)
+
+    layer = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for obj in scene.objects:
+        a = math.radians(-obj.rotation)  # counter-clockwise on screen, where y points down
+        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        pts = SHAPE_OUTLINES[obj.shape] @ rot.T * (obj.radius * big) + (obj.x * big, obj.y * big)
+        jitter = rng.integers(-10, 11, size=3)
+        fill = tuple(int(c) for c in np.clip(np.array(COLOURS[obj.colour]) + jitter, 0, 255))
+        draw.polygon([tuple(p) for p in pts], fill=(*fill, 255))
+    shapes = np.asarray(layer.resize((n, n), Image.Resampling.LANCZOS), dtype=np.float32)
+    alpha = shapes[..., 3:] / 255.0
+    pixels = pixels * (1 - alpha) + shapes[..., :3] * alpha
+    pixels += rng.normal(0.0, 3.0, size=pixels.shape).astype(np.float32)
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+
+
+# ---------------------------------------------------------------- captions
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _name(obj: SceneObject, size: bool = False) -> str:
+    """'a red star', or with size 'a small red star'; colour always directly precedes shape."""
+    words = f"{'large' if obj.size == 'large' else obj.size} {obj.colour} {obj.shape}" if size else f"{obj.colour} {obj.shape}"
+    return _a(words)
+
+
+_WHERE = {
+    "top left": "in the top left", "top": "at the top", "top right": "in the top right",
+    "left": "on the left", "center": "in the center", "right": "on the right",
+    "bottom left": "in the bottom left", "bottom": "at the bottom", "bottom right": "in the bottom right",
+}
+_RELATION_PHRASES = {
+    "left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below",
+    "bigger than": "that is bigger than", "smaller than": "that is smaller than",
+}
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def captions(scene: Scene, rng: random.Random | np.random.Generator) -> list[str]:
+    """4-6 distinct captions; each names its objects by colour and shape and mentions the main object."""
+    rng = _as_random(rng)
+    main = scene.objects[0]
+    where = _WHERE[main.position]
+    bg = BACKGROUND_WORDS[scene.background.kind]
+    if len(scene.objects) == 1:
+        required = [_name(main)]
+        pool = [
+            f"a photo of {_name(main)}",
+            f"a picture of {_name(main)}",
+            f"a drawing of {_name(main)}",
+            f"{_name(main)} shape",
+            _name(main, size=True),
+            f"{_name(main)} {where}",
+            f"{_name(main, size=True)} {where}",
+            f"{_name(main)} on {_a(bg)} background",
+            f"{_name(main, size=True)} on {_a(bg)} background",
+            f"an image of {_name(main, size=True)}",
+        ]
+    else:
+        others = scene.objects[1:]
+        everything = _listing([_name(o) for o in scene.objects])
+        required = []
+        pool = [
+            everything,
+            f"{_COUNT_WORDS[len(scene.objects)]} shapes: {everything}",
+            f"a photo of {everything}",
+            f"{everything} on {_a(bg)} background",
+            f"{_name(main, size=True)} {where}",
+            f"{_name(main)} with {_listing([_name(o) for o in others])}",
+        ]
+        if len(scene.objects) == 2:
+            other = scene.objects[1]
+            pool.append(f"{_name(main, size=True)} {where} and {_name(other, size=True)} {_WHERE[other.position]}")
+        # Sentences about relations between the main object and the others, in either direction.
+        for i, relation, j in scene.relations():
+            if 0 not in (i, j):
+                continue
+            subject, obj = scene.objects[i], scene.objects[j]
+            if (subject.colour, subject.shape) == (obj.colour, obj.shape):
+                continue  # "a red star above a red star" says nothing about which is which
+            phrase = _RELATION_PHRASES[relation]
+            pool.append(f"{_name(subject)} {phrase} {_name(obj)}")
+            if relation not in ("bigger than", "smaller than"):
+                pool.append(f"there is {_name(subject)} {phrase} {_name(obj)}")
+                pool.append(f"{_name(subject, size=True)} {phrase} {_name(obj, size=True)}")
+    pool = [c for c in dict.fromkeys(pool) if c not in required]
+    rng.shuffle(pool)
+    chosen = required + pool[: rng.randint(4, 6) - len(required)]
+    rng.shuffle(chosen)
+    return chosen
+
+
+# ---------------------------------------------------------------- datasets
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def item_seed(seed: int, split: str, index: int) -> int:
+    """A 64-bit seed from (seed, split, index), the same in every process (no salted str hash)."""
+    h = 0
+    for value in (seed, SPLITS.index(split), index):
+        h = _splitmix64(h ^ (value & _MASK64))
+    return h
+
+
+class WorldDataset(torch.utils.data.Dataset):
+    """`size` generated scenes; item i depends only on (seed, split, i)."""
+
+    def __init__(
+        self, size: int, seed: int = 0, split: str = "train", image_size: int = 64, n_objects: tuple[int, int] = (1, 3)
+    ) -> None:
+        _check_split(split)
+        if not 1 <= n_objects[0] <= n_objects[1]:
+            raise ValueError(f"n_objects must be (low, high) with 1 <= low <= high; got {n_objects!r}")
+        self.size, self.seed, self.split, self.image_size = size, seed, split, image_size
+        self.n_objects = tuple(n_objects)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _rng(self, i: int) -> random.Random:
+        if not 0 <= i < self.size:
+            raise IndexError(f"index {i} is outside the world dataset of {self.size} items")
+        return random.Random(item_seed(self.seed, self.split, i))
+
+    def scene(self, i: int) -> Scene:
+        return sample_scene(self._rng(i), self.split, self.n_objects)
+
+    def __getitem__(self, i: int) -> Sample:
+        rng = self._rng(i)
+        scene = sample_scene(rng, self.split, self.n_objects)
+        return Sample(
+            image=render(scene, self.image_size),
+            captions=captions(scene, rng),
+            key=f"world/{self.split}/{self.seed}/{i}",
+            facts=scene.facts(),
+        )
+
+
+def single_object_dataset(size: int, seed: int = 0, split: str = "heldout", image_size: int = 64) -> WorldDataset:
+    """One object per image, for zero-shot classification: labels are facts["objects"][0]["shape"|"colour"]."""
+    return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(1, 1))
+
+
+def write_world(
+    out_dir: str | Path, size: int, seed: int = 0, split: str = "train", image_size: int = 64
+) -> Path:
+    """Write images/NNNNNN.png, a same-name .txt (one caption a line) and facts.jsonl; returns out_dir."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    images = out_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    width = max(6, len(str(size - 1)))
+    dataset = WorldDataset(size, seed=seed, split=split, image_size=image_size)
+    with open(out_dir / "facts.jsonl", "w", encoding="utf-8") as facts_file:
+        for i in tqdm(range(size), desc=f"world {split}", unit="img"):
+            sample = dataset[i]
+            stem = f"{i:0{width}d}"
+            sample.image.save(images / f"{stem}.png")
+            (images / f"{stem}.txt").write_text("\n".join(sample.captions) + "\n", encoding="utf-8")
+            record = {"image": f"images/{stem}.png", "key": sample.key, "captions": sample.captions, "facts": sample.facts}
+            facts_file.write(json.dumps(record) + "\n")
+    return out_dir
+
+
+def save_preview(path: str | Path, seed: int = 0, split: str = "train", rows: int = 6, cols: int = 6) -> Path:
+    """A grid of rendered scenes, each with its first caption underneath."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dataset = WorldDataset(rows * cols, seed=seed, split=split)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows))
+    for i, ax in enumerate(np.ravel(axes)):
+        sample = dataset[i]
+        ax.imshow(sample.image, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(textwrap.fill(sample.captions[0], 30), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Preview or write the generated shape world.")
+    parser.add_argument("--preview", metavar="PNG", help="save a 6x6 grid of scenes with their first caption")
+    parser.add_argument("--write", metavar="DIR", help="write a folder dataset (images, captions, facts.jsonl)")
+    parser.add_argument("--size", type=int, default=1000, help="number of scenes for --write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=SPLITS, default="train")
+    parser.add_argument("--image-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    if not (args.preview or args.write):
+        parser.error("give --preview PNG or --write DIR")
+    if args.preview:
+        print(save_preview(args.preview, seed=args.seed, split=args.split))
+    if args.write:
+        print(write_world(args.write, args.size, seed=args.seed, split=args.split, image_size=args.image_size))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot classification and retrieval metrics (each task module exposes plain functions)."""
