@@ -143,3 +143,39 @@ def test_torchrun_two_ranks_train_like_one_process(tmp_path):
     wb = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-4
     assert json.loads((tmp_path / "two" / "train_config.json").read_text())["batch_size"] == 16
+
+
+def test_training_on_a_user_folder_skips_and_counts_bad_files(tmp_path):
+    """A real folder of captioned images with a corrupt JPEG and a text file posing as an image."""
+    from PIL import Image
+
+    from clipworks.data.world import WorldDataset
+
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    world = WorldDataset(14, seed=9)
+    for i in range(14):
+        sample = world[i]
+        target = folder / ("nested" if i % 2 else "") / f"img{i}.png"
+        sample.image.save(target)
+        target.with_suffix(".txt").write_text("\n".join(sample.captions), encoding="utf-16" if i == 3 else "utf-8")
+    corrupt = folder / "broken.jpg"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:150])
+    corrupt.with_suffix(".txt").write_text("a red square")
+    fake = folder / "fake.png"
+    fake.write_text("not an image")
+    fake.with_suffix(".txt").write_text("a blue circle")
+    summary = train(_cfg(tmp_path / "run", data=str(folder), data_options={}, steps=4, batch_size=8),
+                    progress=False)
+    assert summary["steps"] == 4 and summary["skipped"] >= 1
+    assert "corrupt or truncated image" in summary["skip_summary"] or "not a recognised image" in summary["skip_summary"]
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    from clipworks.errors import InputFileError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="empty"):
+        train(_cfg(tmp_path / "run", data=str(tmp_path / "empty"), data_options={}), progress=False)

@@ -150,19 +150,35 @@ def test_captions_name_exactly_the_scene_objects():
         assert 4 <= len(texts) <= 6 and len(set(texts)) == len(texts), texts
         if len(facts["objects"]) == 1:
             assert world._a(f"{main[0]} {main[1]}") in texts
+        colours_present = {c for c, _ in present}
+        shapes_present = {s for _, s in present}
+        kinds = set()
         for text in texts:
             w = words(text)
-            named = set()
+            named, colours, shapes = set(), set(), set()
             for k, word in enumerate(w):
                 if word in COLOURS:
-                    assert k + 1 < len(w) and w[k + 1] in SHAPES, f"colour without shape in {text!r}"
-                    named.add((word, w[k + 1]))
+                    colours.add(word)
+                    if k + 1 < len(w) and w[k + 1] in SHAPES:
+                        named.add((word, w[k + 1]))
                 if word in SHAPES:
-                    assert k > 0 and w[k - 1] in COLOURS, f"shape without colour in {text!r}"
-            assert named and named <= present, f"{text!r} names {named}, scene has {present}"
-            assert main in named, f"{text!r} does not mention the main object {main}"
+                    shapes.add(word)
+            assert named <= present, f"{text!r} names {named}, scene has {present}"
+            assert colours <= colours_present and shapes <= shapes_present, f"{text!r} names what is absent"
+            assert colours or shapes, f"{text!r} names no object"
+            if named:
+                assert main in named, f"{text!r} does not mention the main object {main}"
+                kinds.add("full")
+            elif shapes and not colours:
+                assert main[1] in shapes, f"{text!r} does not mention the main object's shape"
+                kinds.add("shape only")
+            else:
+                assert main[0] in colours and not shapes, f"{text!r} does not mention the main object's colour"
+                kinds.add("colour only")
             assert not re.search(r"\ba [aeiou]|\ban [^aeiou\W]", text), f"wrong article in {text!r}"
             assert len(tokenizer.encode(text)) + 2 <= 32, f"{text!r} does not fit 32 tokens"
+        # Every scene has a caption that needs shape (no colour to lean on) and one with both.
+        assert {"full", "shape only"} <= kinds, texts
 
 
 def test_facts_are_geometrically_true():

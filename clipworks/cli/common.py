@@ -10,8 +10,9 @@ from clipworks.errors import InputFileError
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True,
-                       help="architecture name (see `clipworks models`) or a checkpoint file/directory")
+    group.add_argument("--model", default="default",
+                       help="the shipped trained model 'default' (the default), an architecture name "
+                            "(see `clipworks models`) or a checkpoint file/directory")
     group.add_argument("--pretrained", help="weights for an architecture name: a file or directory in any supported format")
     act = group.add_mutually_exclusive_group()
     act.add_argument("--gelu", dest="quick_gelu", action="store_false", default=None,

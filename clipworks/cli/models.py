@@ -27,4 +27,6 @@ def run(args: argparse.Namespace) -> int:
         text = f"w{c.text.width} L{c.text.layers}"
         print(f"{n:<14} {tower:<28} {v.image_size:>5} {c.embed_dim:>5} {text:>12} "
               f"{'QuickGELU' if c.quick_gelu else 'GELU':>10}")
+    print("\nshipped trained weights: default (ViT-Tiny-8-64 trained on the generated shape world; "
+          "`--model default`)")
     return 0

@@ -327,56 +327,96 @@ def _listing(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _shape_only(obj: SceneObject, size: bool = False) -> str:
+    """'a star' or 'a small star': the shape without its colour."""
+    return _a(f"{'large' if obj.size == 'large' else obj.size} {obj.shape}" if size else obj.shape)
+
+
+def _colour_only(obj: SceneObject) -> str:
+    return f"{_a(obj.colour)} shape"
+
+
+def _full_pool(scene: Scene, where: str, bg: str) -> list[str]:
+    main = scene.objects[0]
+    if len(scene.objects) == 1:
+        return [
+            f"a photo of {_name(main)}", f"a picture of {_name(main)}", f"a drawing of {_name(main)}",
+            f"{_name(main)} shape", _name(main, size=True), f"{_name(main)} {where}",
+            f"{_name(main, size=True)} {where}", f"{_name(main)} on {_a(bg)} background",
+            f"{_name(main, size=True)} on {_a(bg)} background", f"an image of {_name(main, size=True)}",
+        ]
+    others = scene.objects[1:]
+    everything = _listing([_name(o) for o in scene.objects])
+    pool = [
+        everything, f"{_COUNT_WORDS[len(scene.objects)]} shapes: {everything}", f"a photo of {everything}",
+        f"{everything} on {_a(bg)} background", f"{_name(main, size=True)} {where}",
+        f"{_name(main)} with {_listing([_name(o) for o in others])}",
+    ]
+    if len(scene.objects) == 2:
+        other = scene.objects[1]
+        pool.append(f"{_name(main, size=True)} {where} and {_name(other, size=True)} {_WHERE[other.position]}")
+    for subject, phrase, obj, spatial in _main_relations(scene):
+        pool.append(f"{_name(subject)} {phrase} {_name(obj)}")
+        if spatial:
+            pool.append(f"there is {_name(subject)} {phrase} {_name(obj)}")
+            pool.append(f"{_name(subject, size=True)} {phrase} {_name(obj, size=True)}")
+    return pool
+
+
+def _main_relations(scene: Scene) -> list[tuple[SceneObject, str, SceneObject, bool]]:
+    """Relations between the main object and the others, in either direction, between distinguishable objects."""
+    out = []
+    for i, relation, j in scene.relations():
+        if 0 not in (i, j):
+            continue
+        subject, obj = scene.objects[i], scene.objects[j]
+        if (subject.colour, subject.shape) == (obj.colour, obj.shape):
+            continue  # "a red star above a red star" says nothing about which is which
+        out.append((subject, _RELATION_PHRASES[relation], obj, relation not in ("bigger than", "smaller than")))
+    return out
+
+
+def _shape_pool(scene: Scene, where: str) -> list[str]:
+    """Captions that name shapes but not colours: matching them needs shape, not just colour."""
+    main = scene.objects[0]
+    pool = [_shape_only(main), f"a photo of {_shape_only(main)}", f"{_shape_only(main, size=True)} {where}"]
+    if len(scene.objects) > 1:
+        shapes = _listing([_shape_only(o) for o in scene.objects])
+        pool += [shapes, f"{_COUNT_WORDS[len(scene.objects)]} shapes: {shapes}"]
+        for subject, phrase, obj, spatial in _main_relations(scene):
+            if subject.shape != obj.shape and spatial:
+                pool.append(f"there is {_shape_only(subject)} {phrase} {_shape_only(obj)}")
+    return pool
+
+
+def _colour_pool(scene: Scene) -> list[str]:
+    """Captions that name colours but not shapes."""
+    main = scene.objects[0]
+    pool = [_colour_only(main), f"something {main.colour}"]
+    if len(scene.objects) > 1:
+        pool.append(_listing([_colour_only(o) for o in scene.objects]))
+    return pool
+
+
 def captions(scene: Scene, rng: random.Random | np.random.Generator) -> list[str]:
-    """4-6 distinct captions; each names its objects by colour and shape and mentions the main object."""
+    """4-6 distinct captions, all mentioning the main object: mostly by colour and shape, and (so that shape
+    has to be learned, not inferred from colour alone) usually one naming shapes only and sometimes one
+    naming colours only. Single-object scenes always include "a {colour} {shape}"."""
     rng = _as_random(rng)
     main = scene.objects[0]
     where = _WHERE[main.position]
     bg = BACKGROUND_WORDS[scene.background.kind]
-    if len(scene.objects) == 1:
-        required = [_name(main)]
-        pool = [
-            f"a photo of {_name(main)}",
-            f"a picture of {_name(main)}",
-            f"a drawing of {_name(main)}",
-            f"{_name(main)} shape",
-            _name(main, size=True),
-            f"{_name(main)} {where}",
-            f"{_name(main, size=True)} {where}",
-            f"{_name(main)} on {_a(bg)} background",
-            f"{_name(main, size=True)} on {_a(bg)} background",
-            f"an image of {_name(main, size=True)}",
-        ]
-    else:
-        others = scene.objects[1:]
-        everything = _listing([_name(o) for o in scene.objects])
-        required = []
-        pool = [
-            everything,
-            f"{_COUNT_WORDS[len(scene.objects)]} shapes: {everything}",
-            f"a photo of {everything}",
-            f"{everything} on {_a(bg)} background",
-            f"{_name(main, size=True)} {where}",
-            f"{_name(main)} with {_listing([_name(o) for o in others])}",
-        ]
-        if len(scene.objects) == 2:
-            other = scene.objects[1]
-            pool.append(f"{_name(main, size=True)} {where} and {_name(other, size=True)} {_WHERE[other.position]}")
-        # Sentences about relations between the main object and the others, in either direction.
-        for i, relation, j in scene.relations():
-            if 0 not in (i, j):
-                continue
-            subject, obj = scene.objects[i], scene.objects[j]
-            if (subject.colour, subject.shape) == (obj.colour, obj.shape):
-                continue  # "a red star above a red star" says nothing about which is which
-            phrase = _RELATION_PHRASES[relation]
-            pool.append(f"{_name(subject)} {phrase} {_name(obj)}")
-            if relation not in ("bigger than", "smaller than"):
-                pool.append(f"there is {_name(subject)} {phrase} {_name(obj)}")
-                pool.append(f"{_name(subject, size=True)} {phrase} {_name(obj, size=True)}")
-    pool = [c for c in dict.fromkeys(pool) if c not in required]
-    rng.shuffle(pool)
-    chosen = required + pool[: rng.randint(4, 6) - len(required)]
+    required = [_name(main)] if len(scene.objects) == 1 else []
+    full = [c for c in dict.fromkeys(_full_pool(scene, where, bg)) if c not in required]
+    shape_only = list(dict.fromkeys(_shape_pool(scene, where)))
+    colour_only = list(dict.fromkeys(_colour_pool(scene)))
+    for pool in (full, shape_only, colour_only):
+        rng.shuffle(pool)
+    total = rng.randint(4, 6)
+    n_shape = 2 if rng.random() < 0.5 else 1
+    n_colour = 1 if rng.random() < 0.4 else 0
+    partial = shape_only[:n_shape] + colour_only[:n_colour]
+    chosen = required + partial + full[: max(0, total - len(required) - len(partial))]
     rng.shuffle(chosen)
     return chosen
 

@@ -63,13 +63,17 @@ class CLIP(nn.Module):
         if isinstance(self.image_tower, VisionTransformer):
             self.image_tower.transformer.grad_checkpointing = enable
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write `model.safetensors` and `clipworks_config.json`; `create_model(directory)` loads them back."""
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write `model.safetensors` and `clipworks_config.json`; `create_model(directory)` loads them back.
+
+        `dtype=torch.float16` halves the file; loading upcasts to float32 again."""
         from safetensors.torch import save_file
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        if dtype is not None:
+            state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
         save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "clipworks", "version": str(FORMAT_VERSION)})
         meta = {"format_version": FORMAT_VERSION, "model": self.config.to_dict()}
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")

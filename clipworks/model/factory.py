@@ -17,12 +17,30 @@ from clipworks.model.tokenizer import Tokenizer
 from clipworks.model.transforms import image_transform
 
 
+# Trained weights that ship inside the package, by name.
+SHIPPED = {"default": "pretrained/default"}
+
+
+def shipped_model_path(name: str) -> Path | None:
+    """The packaged directory of a shipped model ('default'), or None when the name is not one."""
+    if name not in SHIPPED:
+        return None
+    from importlib import resources
+
+    return Path(str(resources.files("clipworks.model").joinpath(SHIPPED[name])))
+
+
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _checkpoint_for_name(name: str | os.PathLike) -> Checkpoint:
+    shipped = shipped_model_path(name) if isinstance(name, str) else None
+    if shipped is not None:
+        if not (shipped / "model.safetensors").is_file():
+            raise ConfigError(f"the shipped model '{name}' is missing from {shipped}: reinstall clipworks")
+        return read_checkpoint(shipped)
     path = Path(name).expanduser()
     if not path.exists():
         raise ConfigError(f"'{name}' is neither a known model name nor an existing path (see `clipworks models`)")
@@ -37,8 +55,8 @@ def create_model(
 ) -> tuple[CLIP, Callable]:
     """Build a model by architecture name (random init, or weights from `pretrained`) or from a checkpoint path.
 
-    `name` is an architecture (`clipworks.list_models()`) or a checkpoint file/directory in any supported
-    format. `quick_gelu` overrides the activation where the checkpoint cannot say (bare state dicts).
+    `name` is an architecture (`clipworks.list_models()`), a shipped trained model ("default": the small
+    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format. `quick_gelu` overrides the activation where the checkpoint cannot say (bare state dicts).
     Returns the model in eval mode and its preprocessing transform (PIL image -> tensor).
     """
     checkpoint: Checkpoint | None = None
