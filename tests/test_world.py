@@ -269,3 +269,19 @@ def test_write_world(tmp_path):
 def test_preview(tmp_path):
     path = world.save_preview(tmp_path / "p.png", rows=2, cols=2)
     assert Image.open(path).size[0] > 100
+
+
+def test_grayscale_items_name_no_colour():
+    data = WorldDataset(300, seed=2, split="train", grayscale=0.3)
+    gray = [data[i] for i in range(300) if data[i].facts.get("grayscale")]
+    assert 50 <= len(gray) <= 130
+    for sample in gray:
+        pixels = np.asarray(sample.image).astype(int)
+        assert np.abs(pixels[..., 0] - pixels[..., 1]).max() == 0  # really black and white
+        shapes = {o["shape"] for o in sample.facts["objects"]}
+        for text in sample.captions:
+            w = words(text)
+            assert not set(w) & set(COLOURS), f"colour named in {text!r}"
+            assert set(w) & shapes, f"{text!r} names no shape of the scene"
+    # Without the option nothing is grayscale, so the default data and the held-out split are untouched.
+    assert not any(WorldDataset(50, seed=2)[i].facts.get("grayscale") for i in range(50))

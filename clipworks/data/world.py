@@ -398,6 +398,17 @@ def _colour_pool(scene: Scene) -> list[str]:
     return pool
 
 
+def grayscale_captions(scene: Scene, rng: random.Random | np.random.Generator) -> list[str]:
+    """Captions for a grayscale rendering: shapes, sizes, positions and relations, never a colour."""
+    rng = _as_random(rng)
+    main = scene.objects[0]
+    pool = list(dict.fromkeys(_shape_pool(scene, _WHERE[main.position]) + [
+        f"a grayscale picture of {_shape_only(main)}", f"a grey {main.shape}", f"{_shape_only(main, size=True)}",
+    ]))
+    rng.shuffle(pool)
+    return pool[: rng.randint(3, 5)]
+
+
 def captions(scene: Scene, rng: random.Random | np.random.Generator) -> list[str]:
     """4-6 distinct captions, all mentioning the main object: mostly by colour and shape, and (so that shape
     has to be learned, not inferred from colour alone) usually one naming shapes only and sometimes one
@@ -445,13 +456,19 @@ class WorldDataset(torch.utils.data.Dataset):
     """`size` generated scenes; item i depends only on (seed, split, i)."""
 
     def __init__(
-        self, size: int, seed: int = 0, split: str = "train", image_size: int = 64, n_objects: tuple[int, int] = (1, 3)
+        self, size: int, seed: int = 0, split: str = "train", image_size: int = 64, n_objects: tuple[int, int] = (1, 3),
+        grayscale: float = 0.0,
     ) -> None:
+        """`grayscale`: the fraction of items rendered in black and white with colourless captions, which
+        grounds shape words apart from colour (like CLIP training's random-grayscale augmentation)."""
         _check_split(split)
         if not 1 <= n_objects[0] <= n_objects[1]:
             raise ValueError(f"n_objects must be (low, high) with 1 <= low <= high; got {n_objects!r}")
+        if not 0.0 <= grayscale <= 1.0:
+            raise ValueError(f"grayscale must be a fraction in [0, 1]; got {grayscale!r}")
         self.size, self.seed, self.split, self.image_size = size, seed, split, image_size
         self.n_objects = tuple(n_objects)
+        self.grayscale = grayscale
 
     def __len__(self) -> int:
         return self.size
@@ -467,11 +484,16 @@ class WorldDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Sample:
         rng = self._rng(i)
         scene = sample_scene(rng, self.split, self.n_objects)
+        facts = scene.facts()
+        if self.grayscale and rng.random() < self.grayscale:
+            image = render(scene, self.image_size).convert("L").convert("RGB")
+            facts["grayscale"] = True
+            return Sample(image, grayscale_captions(scene, rng), f"world/{self.split}/{self.seed}/{i}", facts)
         return Sample(
             image=render(scene, self.image_size),
             captions=captions(scene, rng),
             key=f"world/{self.split}/{self.seed}/{i}",
-            facts=scene.facts(),
+            facts=facts,
         )
 
 

@@ -1,0 +1,45 @@
+"""The shipped default model: it loads by name, fits the size budget, and still does what the README says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import clipworks
+from clipworks.demo import main as demo
+from clipworks.evaluation.world_tasks import retrieval_world, zero_shot_world
+from clipworks.model.factory import shipped_model_path
+
+DEFAULT_DIR = shipped_model_path("default")
+pytestmark = pytest.mark.skipif(not (DEFAULT_DIR / "model.safetensors").is_file(), reason="default model not built")
+
+
+def test_default_model_loads_by_name_and_fits_the_budget():
+    size = (DEFAULT_DIR / "model.safetensors").stat().st_size
+    assert size <= 25 * 1024 * 1024, f"{size / 2**20:.1f} MB"
+    model, preprocess = clipworks.create_model("default", device="cpu")
+    assert model.dtype == torch.float32 and not model.training
+    recipe = json.loads((DEFAULT_DIR / "recipe.json").read_text())
+    architecture = clipworks.get_model_config(recipe["recipe"]["model"])
+    assert {**model.config.to_dict(), "name": None} == {**architecture.to_dict(), "name": None}
+
+
+def test_default_model_generalises_to_unseen_colour_shape_pairs():
+    """A regression guard on the shipped weights, on held-out scenes (smaller than the README's 1,000)."""
+    model, preprocess = clipworks.create_model("default", device="cpu")
+    tokenizer = clipworks.get_tokenizer(model)
+    zs = zero_shot_world(model, preprocess, tokenizer, n=200, seed=11)
+    assert zs["colour"]["top1"] >= 0.85 and zs["shape"]["top1"] >= 0.6, zs
+    metrics, *_ = retrieval_world(model, preprocess, tokenizer, n=200, seed=12)
+    assert metrics["text_to_image_R@5"] >= 0.6, metrics
+
+
+def test_demo_runs_on_the_default_model(tmp_path, capsys):
+    assert demo(["--out", str(tmp_path), "--n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "Zero-shot on 100 held-out" in out and "text -> image" in out
+    assert (tmp_path / "heldout_top_captions.png").stat().st_size > 10_000
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["zero_shot"]["n"] == 100
