@@ -68,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     model, preprocess = clipworks.create_model(args.model)
     tokenizer = clipworks.get_tokenizer(model)
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: {args.model} ({model.config.name or 'ViT-Tiny-8-64'}, {params / 1e6:.1f} M parameters, "
+    tower = "ViT" if model.config.vision.kind == "vit" else "ModifiedResNet"
+    print(f"model: {args.model} ({tower} image tower, {params / 1e6:.1f} M parameters, "
           f"{model.config.vision.image_size}px input)")
     zs = zero_shot_world(model, preprocess, tokenizer, n=args.n)
     rt, samples, captions, sims = retrieval_world(model, preprocess, tokenizer, n=args.n)

@@ -16,7 +16,7 @@ from pathlib import Path
 RECIPE = dict(
     model="RN-Tiny-64",
     data="world",
-    data_options={"size": 400000, "grayscale": 0.2},
+    data_options={"size": 400000, "grayscale": 0.5},
     steps=1500,
     batch_size=256,
     lr=1e-3,
