@@ -13,6 +13,7 @@ import colorsys
 import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,20 +277,26 @@ def _background_array(bg: Background, n: int, rng: np.random.Generator) -> np.nd
     return c1 + t[..., None] * (c2 - c1)
 
 
-def render(scene: Scene, image_size: int = 64) -> Image.Image:
-    """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background."""
+def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = None) -> Image.Image:
+    """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background.
+
+    `greys` (one level per object) renders it in grayscale with those object brightnesses instead of the
+    objects' colours, so brightness says nothing about which colour, and hence which shape, it was."""
     rng = np.random.default_rng(scene.seed)
     n, big = image_size, 4 * image_size
     pixels = _background_array(scene.background, n, rng)
+    if greys is not None:
+        pixels = np.repeat(pixels.mean(axis=2, keepdims=True), 3, axis=2)
 
     layer = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    for obj in scene.objects:
+    for k, obj in enumerate(scene.objects):
         a = math.radians(-obj.rotation)  # counter-clockwise on screen, where y points down
         rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
         pts = SHAPE_OUTLINES[obj.shape] @ rot.T * (obj.radius * big) + (obj.x * big, obj.y * big)
         jitter = rng.integers(-10, 11, size=3)
-        fill = tuple(int(c) for c in np.clip(np.array(COLOURS[obj.colour]) + jitter, 0, 255))
+        base = np.array((greys[k],) * 3) if greys is not None else np.array(COLOURS[obj.colour])
+        fill = tuple(int(c) for c in np.clip(base + jitter * (greys is None), 0, 255))
         draw.polygon([tuple(p) for p in pts], fill=(*fill, 255))
     shapes = np.asarray(layer.resize((n, n), Image.Resampling.LANCZOS), dtype=np.float32)
     alpha = shapes[..., 3:] / 255.0
@@ -486,7 +493,8 @@ class WorldDataset(torch.utils.data.Dataset):
         scene = sample_scene(rng, self.split, self.n_objects)
         facts = scene.facts()
         if self.grayscale and rng.random() < self.grayscale:
-            image = render(scene, self.image_size).convert("L").convert("RGB")
+            # Random grey levels, far from the (dark to mid) background, independent of the objects' colours.
+            image = render(scene, self.image_size, greys=[rng.randint(150, 255) for _ in scene.objects])
             facts["grayscale"] = True
             return Sample(image, grayscale_captions(scene, rng), f"world/{self.split}/{self.seed}/{i}", facts)
         return Sample(
