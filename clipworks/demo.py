@@ -58,12 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     import clipworks
     from clipworks.evaluation.world_tasks import retrieval_world, zero_shot_world
 
-    torch.set_grad_enabled(False)
     t0 = time.perf_counter()
     model, preprocess = clipworks.create_model(args.model)
     tokenizer = clipworks.get_tokenizer(model)
