@@ -23,7 +23,10 @@ _EXPORTS = {
     "load_image": "clipworks.model.transforms",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "CLIP", "ModelConfig", "Tokenizer", "__version__", "create_model", "get_model_config", "get_tokenizer",
+    "image_transform", "list_models", "load_image", "read_checkpoint", "tokenize",
+]
 
 if TYPE_CHECKING:
     from clipworks.model.checkpoint.loading import read_checkpoint
