@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
-    from tqdm import tqdm
+
+    from clipworks.evaluation.features import embed_images, embed_texts
 
     if not args.image and not args.text:
         raise InputFileError("nothing to embed: give --image FILES and/or --text TEXTS")
@@ -33,21 +33,13 @@ def run(args: argparse.Namespace) -> int:
     model, preprocess, tokenizer = load_model(args)
     normalize = not args.no_normalize
     result: dict[str, np.ndarray] = {}
-    with torch.inference_mode():
-        if images:
-            chunks = []
-            for i in tqdm(range(0, len(images), args.batch_size), desc="images", unit="batch", disable=len(images) <= args.batch_size):
-                batch = torch.stack([preprocess(im) for im in images[i:i + args.batch_size]]).to(model.device)
-                chunks.append(model.encode_image(batch, normalize=normalize).float().cpu())
-            result["image_embeddings"] = torch.cat(chunks).numpy()
-            result["image_paths"] = np.array([str(p) for p in args.image])
-        if args.text:
-            chunks = []
-            for i in range(0, len(args.text), args.batch_size):
-                tokens = tokenizer(args.text[i:i + args.batch_size]).to(model.device)
-                chunks.append(model.encode_text(tokens, normalize=normalize).float().cpu())
-            result["text_embeddings"] = torch.cat(chunks).numpy()
-            result["texts"] = np.array(args.text)
+    if images:
+        result["image_embeddings"] = embed_images(model, preprocess, images, args.batch_size, normalize,
+                                                  progress=True).numpy()
+        result["image_paths"] = np.array([str(p) for p in args.image])
+    if args.text:
+        result["text_embeddings"] = embed_texts(model, tokenizer, args.text, args.batch_size, normalize).numpy()
+        result["texts"] = np.array(args.text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, **result)

@@ -25,12 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from clipworks.data.types import Sample, Skipped
 from clipworks.errors import InputFileError
-from clipworks.model.transforms import _DECODE_ERRORS, _short_reason, load_image, to_rgb
+from clipworks.model.transforms import _short_reason, decode_image, load_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 IMAGE_COLUMNS = ("path", "filepath", "file", "image", "image_path")
@@ -117,25 +116,6 @@ def _reason(exc: InputFileError, path: str) -> str:
 
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _image_from_bytes(data: bytes) -> Image.Image:
-    """Decode an in-memory image (a tar member) to RGB; raises ValueError with the reason it is unusable."""
-    if not data:
-        raise ValueError("empty file (0 bytes), not an image")
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            if getattr(opened, "n_frames", 1) > 1:
-                opened.seek(0)
-            opened.load()
-            oriented = ImageOps.exif_transpose(opened)
-        return to_rgb(oriented)
-    except UnidentifiedImageError:
-        raise ValueError("not a recognised image file") from None
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"image too large for PIL's decompression-bomb guard ({_short_reason(exc)})") from None
-    except _DECODE_ERRORS as exc:
-        raise ValueError(f"corrupt or truncated image ({_short_reason(exc)})") from None
 
 
 def _load_sample(image_path: str, captions: list[str]) -> Sample | Skipped:
@@ -423,9 +403,9 @@ def _sample_from_group(shard: str, key: str, members: dict[str, bytes]) -> Sampl
     if not captions:
         return Skipped(sample_key, f"no caption (.txt, or .json with a caption/text field; found: {found})")
     try:
-        image = _image_from_bytes(members[image_suffix])
-    except ValueError as exc:
-        return Skipped(sample_key, str(exc))
+        image = decode_image(io.BytesIO(members[image_suffix]), sample_key)
+    except InputFileError as exc:
+        return Skipped(sample_key, _reason(exc, sample_key))
     return Sample(image=image, captions=captions, key=sample_key)
 
 

@@ -56,7 +56,8 @@ def create_model(
     """Build a model by architecture name (random init, or weights from `pretrained`) or from a checkpoint path.
 
     `name` is an architecture (`clipworks.list_models()`), a shipped trained model ("default": the small
-    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format. `quick_gelu` overrides the activation where the checkpoint cannot say (bare state dicts).
+    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format.
+    `quick_gelu` overrides the activation where the checkpoint cannot say (bare state dicts).
     Returns the model in eval mode and its preprocessing transform (PIL image -> tensor).
     """
     checkpoint: Checkpoint | None = None

@@ -6,10 +6,12 @@ Pure PIL + numpy + torch. The eval transform reproduces torchvision's `Resize(in
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -48,39 +50,49 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise InputFileError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InputFileError(f"{path}: is a directory, not an image file")
-    if os.path.getsize(path) == 0:
-        raise InputFileError(f"{path}: empty file (0 bytes), not an image")
+    return decode_image(path, path)
+
+
+def decode_image(source: str | os.PathLike | BinaryIO, name: str) -> Image.Image:
+    """Decode a file path or binary stream (e.g. a tar member) to RGB; errors are InputFileError naming `name`."""
+    if isinstance(source, (str, os.PathLike)):
+        empty = os.path.getsize(source) == 0
+    else:
+        empty = source.seek(0, io.SEEK_END) == 0
+        source.seek(0)
+    if empty:
+        raise InputFileError(f"{name}: empty file (0 bytes), not an image")
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             if getattr(opened, "n_frames", 1) > 1:
                 opened.seek(0)  # animations and multi-page files: the first frame
             opened.load()
             # exif_transpose returns a new image, so it outlives the file closing here.
             oriented = ImageOps.exif_transpose(opened)
     except PermissionError:
-        raise InputFileError(f"{path}: permission denied") from None
+        raise InputFileError(f"{name}: permission denied") from None
     except UnidentifiedImageError:
-        raise InputFileError(f"{path}: not a recognised image file") from None
+        raise InputFileError(f"{name}: not a recognised image file") from None
     except Image.DecompressionBombError as exc:
         raise InputFileError(
-            f"{path}: image too large for PIL's decompression-bomb guard ({_short_reason(exc)}); "
+            f"{name}: image too large for PIL's decompression-bomb guard ({_short_reason(exc)}); "
             "raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted"
         ) from None
     except Image.DecompressionBombWarning as exc:  # raised only when warnings are turned into errors
         raise InputFileError(
-            f"{path}: image exceeds PIL's decompression-bomb warning size ({_short_reason(exc)}), "
+            f"{name}: image exceeds PIL's decompression-bomb warning size ({_short_reason(exc)}), "
             "and warnings are being treated as errors"
         ) from None
     except Warning as exc:  # any other PIL warning promoted to an error (python -W error)
         raise InputFileError(
-            f"{path}: PIL warning treated as an error while decoding: {type(exc).__name__}: {_short_reason(exc)}"
+            f"{name}: PIL warning treated as an error while decoding: {type(exc).__name__}: {_short_reason(exc)}"
         ) from None
     except _DECODE_ERRORS as exc:
-        raise InputFileError(f"{path}: corrupt or truncated image ({_short_reason(exc)})") from None
+        raise InputFileError(f"{name}: corrupt or truncated image ({_short_reason(exc)})") from None
     try:
         return to_rgb(oriented)
     except ValueError as exc:  # a colour mode PIL decodes but cannot convert
-        raise InputFileError(f"{path}: {exc}") from None
+        raise InputFileError(f"{name}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------

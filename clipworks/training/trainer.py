@@ -227,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         clip.save_pretrained(out / "model")
         plot_loss(metrics_path, out / "loss.png")
         if report.count:
-            print(report.summary())
+            print(summary["skip_summary"])
     if world.distributed:
         dist.barrier()
     return summary
