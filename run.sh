@@ -3,13 +3,13 @@
 #   ./run.sh demo   install (once) and run the main job on the embedded default
 #   ./run.sh test   install (once) and run the full test suite
 #   ./run.sh env    install (once) and print the virtual environment's path
-# The virtual environment lives outside the clone, keyed by the lock file's hash,
+# The virtual environment lives outside the clone, keyed by the lock files' hash,
 # so a second clone (or CI on the same machine) reuses the ~5 GB install.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
-lock_hash="$(cat requirements/lock.txt | sha256sum | cut -c1-16)"
+lock_hash="$(cat requirements/lock.txt requirements/nodeps.txt | sha256sum | cut -c1-16)"
 venv="${CLIPWORKS_VENV_ROOT:-$HOME/.cache/clipworks/venvs}/py311-$lock_hash"
 python_bin="${PYTHON:-python3.11}"
 command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
@@ -19,6 +19,11 @@ if [ ! -f "$venv/.installed" ]; then
   rm -rf "$venv"
   "$python_bin" -m venv "$venv"
   if ! "$venv/bin/pip" install --disable-pip-version-check -r requirements/lock.txt >"$venv.install.log" 2>&1; then
+    tail -n 30 "$venv.install.log" >&2
+    echo "[clipworks] install failed; full log: $venv.install.log" >&2
+    exit 1
+  fi
+  if ! "$venv/bin/pip" install --disable-pip-version-check --no-deps -r requirements/nodeps.txt >>"$venv.install.log" 2>&1; then
     tail -n 30 "$venv.install.log" >&2
     echo "[clipworks] install failed; full log: $venv.install.log" >&2
     exit 1

@@ -27,11 +27,22 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = 8
 
 
-def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(negatives: bool = False) -> tuple[torch.Tensor, ...]:
+    """Images and tokens; with `negatives` also hard-negative tokens and their validity (one is missing)."""
     g = torch.Generator().manual_seed(3)
     images = torch.randn(BATCH, 3, 64, 64, generator=g)
-    tokens = tokenize([f"a {c} shape number {i}" for i, c in enumerate("red green blue pink cyan gold grey teal".split())], 32)
-    return images, tokens
+    colours = "red green blue pink cyan gold grey teal".split()
+    tokens = tokenize([f"a {c} shape number {i}" for i, c in enumerate(colours)], 32)
+    if not negatives:
+        return images, tokens
+    negative_tokens = tokenize([f"a {c} shape number {i + 1}" for i, c in enumerate(colours)], 32)
+    valid = torch.ones(BATCH, dtype=torch.bool)
+    valid[5] = False
+    return images, tokens, negative_tokens, valid
+
+
+def _micro(batch: tuple[torch.Tensor, ...], accum: int, local: slice = slice(None)) -> list[tuple[torch.Tensor, ...]]:
+    return list(zip(*(x[local].chunk(accum) for x in batch)))
 
 
 def _model() -> CLIP:
@@ -43,25 +54,23 @@ def _grads(model: CLIP) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _single_process(accum: int) -> tuple[float, dict[str, torch.Tensor]]:
+def _single_process(accum: int, negatives: bool = False) -> tuple[float, dict[str, torch.Tensor]]:
     model = _model()
     feats = FeatureModel(model)
-    images, tokens = _batch()
-    micro = list(zip(images.chunk(accum), tokens.chunk(accum)))
+    micro = _micro(_batch(negatives), accum)
     loss = contrastive_step(feats, feats, ClipLoss(), micro, contextlib.nullcontext)
     return float(loss), _grads(model)
 
 
-def _rank_worker(rank: int, world: int, port: int, accum: int, out: str) -> None:
+def _rank_worker(rank: int, world: int, port: int, accum: int, out: str, negatives: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     model = _model()
     feats = FeatureModel(model)
     ddp = torch.nn.parallel.DistributedDataParallel(feats)
-    images, tokens = _batch()
     local = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
-    micro = list(zip(images[local].chunk(accum), tokens[local].chunk(accum)))
+    micro = _micro(_batch(negatives), accum, local)
     loss = contrastive_step(ddp, feats, ClipLoss(), micro, contextlib.nullcontext)
     dist.all_reduce(loss)
     if rank == 0:
@@ -75,24 +84,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("accum", [1, 2])
-def test_two_ranks_match_one_process(tmp_path, accum):
+@pytest.mark.parametrize("accum,negatives", [(1, False), (2, False), (2, True)])
+def test_two_ranks_match_one_process(tmp_path, accum, negatives):
     out = tmp_path / "rank0.pt"
-    mp.spawn(_rank_worker, args=(2, _free_port(), accum, str(out)), nprocs=2, join=True)
+    mp.spawn(_rank_worker, args=(2, _free_port(), accum, str(out), negatives), nprocs=2, join=True)
     ddp = torch.load(out, weights_only=True)
-    loss, grads = _single_process(accum=1)
+    loss, grads = _single_process(accum=1, negatives=negatives)
     assert abs(ddp["loss"] - loss) < 1e-5, (ddp["loss"], loss)
     assert grads.keys() == ddp["grads"].keys() and "logit_scale" in grads
     worst = max(((ddp["grads"][n] - g).abs().max() / (g.abs().max() + 1e-12)).item() for n, g in grads.items())
     assert worst < 1e-4, f"largest relative gradient difference {worst:.2e}"
 
 
-def test_accumulation_keeps_the_contrastive_batch(tmp_path):
-    loss1, grads1 = _single_process(accum=1)
-    loss4, grads4 = _single_process(accum=4)
+@pytest.mark.parametrize("negatives", [False, True])
+def test_accumulation_keeps_the_contrastive_batch(tmp_path, negatives):
+    loss1, grads1 = _single_process(accum=1, negatives=negatives)
+    loss4, grads4 = _single_process(accum=4, negatives=negatives)
     assert abs(loss1 - loss4) < 1e-5
     worst = max(((grads4[n] - g).abs().max() / (g.abs().max() + 1e-12)).item() for n, g in grads1.items())
     assert worst < 1e-4, f"largest relative gradient difference {worst:.2e}"
+
+
+def test_hard_negatives_are_extra_image_to_text_columns():
+    g = torch.Generator().manual_seed(0)
+    img, txt, neg = (torch.nn.functional.normalize(torch.randn(4, 6, generator=g), dim=-1) for _ in range(3))
+    valid = torch.tensor([True, False, True, True])
+    scale = torch.tensor(2.0)
+    loss = ClipLoss()(img, txt, scale, neg, valid)
+    s = scale.exp()
+    labels = torch.arange(4)
+    per_image = torch.cat([s * img @ txt.t(), (s * img @ neg.t())[:, [0, 2, 3]]], dim=1)  # column 1 missing
+    expected = (torch.nn.functional.cross_entropy(per_image, labels)
+                + torch.nn.functional.cross_entropy(s * txt @ img.t(), labels)) / 2
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert loss > ClipLoss()(img, txt, scale)  # negatives can only add to the image->text loss
 
 
 def test_warmup_cosine_schedule():

@@ -285,3 +285,45 @@ def test_grayscale_items_name_no_colour():
             assert set(w) & shapes, f"{text!r} names no shape of the scene"
     # Without the option nothing is grayscale, so the default data and the held-out split are untouched.
     assert not any(WorldDataset(50, seed=2)[i].facts.get("grayscale") for i in range(50))
+
+
+def test_grey_levels_span_dark_to_bright_and_stand_out_from_the_background():
+    import random as _random
+
+    from clipworks.data.world import GREY_CONTRAST, GREY_RANGE, _luminance, _sample_background, grey_level
+
+    rng = _random.Random(0)
+    levels = []
+    for _ in range(400):
+        bg = _sample_background(rng)
+        g = grey_level(rng, bg)
+        lo, hi = sorted((_luminance(bg.colour), _luminance(bg.colour2)))
+        assert GREY_RANGE[0] <= g <= GREY_RANGE[1]
+        assert g < lo - GREY_CONTRAST or g > hi + GREY_CONTRAST or g == GREY_RANGE[1]
+        levels.append(g)
+    assert min(levels) < 80 and max(levels) > 230  # dark objects too, like blue or purple ones
+
+
+def test_hard_negatives_change_one_word_and_never_name_a_heldout_pair():
+    data = WorldDataset(300, seed=4, split="train", grayscale=0.3, hard_negatives=True)
+    colour_pattern = "|".join(COLOURS)
+    made = 0
+    for i in range(300):
+        sample = data[i]
+        assert len(sample.negatives) == len(sample.captions)
+        present = {(o["colour"], o["shape"]) for o in sample.facts["objects"]}
+        shapes = {o["shape"] for o in sample.facts["objects"]}
+        for caption, negative in zip(sample.captions, sample.negatives):
+            if not negative:
+                continue
+            made += 1
+            a, b = caption.split(), negative.split()
+            assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1, (caption, negative)
+            new = next(y for x, y in zip(a, b) if x != y).strip(",")
+            assert new not in shapes and not any(c == new for c, _ in present), (caption, negative)
+            for colour, shape in re.findall(rf"\b({colour_pattern}) (\w+)", negative):
+                assert (colour, shape) not in HELDOUT_PAIRS, negative
+        if i < 50:  # the images and captions are those of the data set without negatives
+            plain = WorldDataset(300, seed=4, split="train", grayscale=0.3)[i]
+            assert plain.captions == sample.captions and np.array_equal(np.asarray(plain.image), np.asarray(sample.image))
+    assert made > 1000

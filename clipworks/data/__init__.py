@@ -7,11 +7,11 @@ from clipworks.data.readers import open_pairs, register_source
 
 
 def _world(size: int = 50000, seed: int = 0, split: str = "train", image_size: int = 64,
-           min_objects: int = 1, max_objects: int = 3, grayscale: float = 0.0):
+           min_objects: int = 1, max_objects: int = 3, grayscale: float = 0.0, hard_negatives: bool = False):
     from clipworks.data.world import WorldDataset
 
     return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(min_objects, max_objects),
-                        grayscale=grayscale)
+                        grayscale=grayscale, hard_negatives=hard_negatives)
 
 
 def _digits(split: str = "train", image_size: int = 64):

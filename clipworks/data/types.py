@@ -16,6 +16,9 @@ class Sample:
     captions: list[str]
     key: str  # a stable identifier: a path, a tar member key, or a generated index
     facts: dict[str, Any] = field(default_factory=dict)  # structured ground truth where the source has it
+    # Optional hard negatives, aligned with `captions`: negatives[k] is a false caption close to captions[k]
+    # (one word changed), or "" where there is none. Training adds them to the text side (NegCLIP-style).
+    negatives: list[str] = field(default_factory=list)
 
 
 @dataclass

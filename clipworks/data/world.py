@@ -13,6 +13,7 @@ import colorsys
 import json
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +278,22 @@ def _background_array(bg: Background, n: int, rng: np.random.Generator) -> np.nd
     return c1 + t[..., None] * (c2 - c1)
 
 
+GREY_RANGE = (30, 255)  # object grey levels: the luminance range of the coloured objects
+GREY_CONTRAST = 40  # a grey object differs by at least this from every grey level of its background
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def grey_level(rng: random.Random, background: Background) -> int:
+    """A uniform grey level in GREY_RANGE that stands out from the background (brightest if none does)."""
+    low, high = sorted((_luminance(background.colour), _luminance(background.colour2)))
+    allowed = [g for g in range(GREY_RANGE[0], GREY_RANGE[1] + 1)
+               if g < low - GREY_CONTRAST or g > high + GREY_CONTRAST]
+    return rng.choice(allowed) if allowed else GREY_RANGE[1]
+
+
 def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = None) -> Image.Image:
     """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background.
 
@@ -439,6 +456,37 @@ def captions(scene: Scene, rng: random.Random | np.random.Generator) -> list[str
     return chosen
 
 
+def _swap_word(caption: str, old: str, new: str, phrase: str) -> str | None:
+    """The caption with `old` replaced by `new` inside the first `phrase` (which contains `old`), else in the
+    first whole-word `old`; None when neither occurs. The phrase pins the main object's own mention."""
+    for pattern in (phrase, old):
+        found = re.search(rf"\b{re.escape(pattern)}\b", caption)
+        if found is not None:
+            start = found.start() + pattern.index(old)
+            return caption[:start] + new + caption[start + len(old):]
+    return None
+
+
+def hard_negative(caption: str, scene: Scene, rng: random.Random, grayscale: bool = False) -> str:
+    """A false caption one word away from `caption`: the main object's shape (else its colour) swapped for one
+    that no object in the scene has. For a coloured scene the new colour-shape pair is a training pair, so a
+    negative never names a held-out combination and never teaches "colour c is not shape s" for one.
+    Returns "" when the caption names neither."""
+    main = scene.objects[0]
+    phrase = f"{main.colour} {main.shape}"
+    shapes_present = {o.shape for o in scene.objects}
+    shapes = [s for s in SHAPES if s not in shapes_present and (grayscale or (main.colour, s) in TRAIN_PAIRS)]
+    if shapes and (swapped := _swap_word(caption, main.shape, rng.choice(shapes), phrase)) is not None:
+        return swapped
+    if grayscale:
+        return ""
+    colours_present = {o.colour for o in scene.objects}
+    colours = [c for c in COLOURS if c not in colours_present and (c, main.shape) in TRAIN_PAIRS]
+    if colours and (swapped := _swap_word(caption, main.colour, rng.choice(colours), phrase)) is not None:
+        return swapped
+    return ""
+
+
 # ---------------------------------------------------------------- datasets
 
 _MASK64 = (1 << 64) - 1
@@ -464,10 +512,11 @@ class WorldDataset(torch.utils.data.Dataset):
 
     def __init__(
         self, size: int, seed: int = 0, split: str = "train", image_size: int = 64, n_objects: tuple[int, int] = (1, 3),
-        grayscale: float = 0.0,
+        grayscale: float = 0.0, hard_negatives: bool = False,
     ) -> None:
         """`grayscale`: the fraction of items rendered in black and white with colourless captions, which
-        grounds shape words apart from colour (like CLIP training's random-grayscale augmentation)."""
+        grounds shape words apart from colour (like CLIP training's random-grayscale augmentation).
+        `hard_negatives`: each sample also carries one false caption per caption (`hard_negative`)."""
         _check_split(split)
         if not 1 <= n_objects[0] <= n_objects[1]:
             raise ValueError(f"n_objects must be (low, high) with 1 <= low <= high; got {n_objects!r}")
@@ -476,6 +525,7 @@ class WorldDataset(torch.utils.data.Dataset):
         self.size, self.seed, self.split, self.image_size = size, seed, split, image_size
         self.n_objects = tuple(n_objects)
         self.grayscale = grayscale
+        self.hard_negatives = hard_negatives
 
     def __len__(self) -> int:
         return self.size
@@ -492,17 +542,18 @@ class WorldDataset(torch.utils.data.Dataset):
         rng = self._rng(i)
         scene = sample_scene(rng, self.split, self.n_objects)
         facts = scene.facts()
-        if self.grayscale and rng.random() < self.grayscale:
-            # Random grey levels, far from the (dark to mid) background, independent of the objects' colours.
-            image = render(scene, self.image_size, greys=[rng.randint(150, 255) for _ in scene.objects])
+        key = f"world/{self.split}/{self.seed}/{i}"
+        grey = bool(self.grayscale) and rng.random() < self.grayscale
+        if grey:
+            # Random grey levels, independent of the objects' colours, as dark or bright as coloured objects are.
+            image = render(scene, self.image_size, greys=[grey_level(rng, scene.background) for _ in scene.objects])
             facts["grayscale"] = True
-            return Sample(image, grayscale_captions(scene, rng), f"world/{self.split}/{self.seed}/{i}", facts)
-        return Sample(
-            image=render(scene, self.image_size),
-            captions=captions(scene, rng),
-            key=f"world/{self.split}/{self.seed}/{i}",
-            facts=facts,
-        )
+            sample = Sample(image, grayscale_captions(scene, rng), key, facts)
+        else:
+            sample = Sample(render(scene, self.image_size), captions(scene, rng), key, facts)
+        if self.hard_negatives:
+            sample.negatives = [hard_negative(c, scene, rng, grayscale=grey) for c in sample.captions]
+        return sample
 
 
 def single_object_dataset(size: int, seed: int = 0, split: str = "heldout", image_size: int = 64) -> WorldDataset:

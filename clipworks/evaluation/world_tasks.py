@@ -11,11 +11,8 @@ import torch
 from clipworks.data.world import COLOURS, SHAPES, WorldDataset, single_object_dataset
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.evaluation.retrieval import retrieval_metrics
-from clipworks.evaluation.zeroshot import accuracy, build_classifier
+from clipworks.evaluation.zeroshot import accuracy, build_classifier, load_templates
 from clipworks.model.clip import CLIP
-
-SHAPE_TEMPLATES = ("a {}.", "a photo of a {}.", "a {} shape.", "a drawing of a {}.")
-COLOUR_TEMPLATES = ("a {} shape.", "a photo of a {} object.", "something {}.")
 
 
 def zero_shot_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 1,
@@ -25,7 +22,8 @@ def zero_shot_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: i
     samples = [data[i] for i in range(n)]
     features = embed_images(model, preprocess, [s.image for s in samples])
     result: dict[str, Any] = {"n": n, "split": split}
-    for task, names, templates in (("shape", SHAPES, SHAPE_TEMPLATES), ("colour", tuple(COLOURS), COLOUR_TEMPLATES)):
+    for task, names in (("shape", SHAPES), ("colour", tuple(COLOURS))):
+        templates = load_templates(f"world_{task}")
         labels = torch.tensor([names.index(s.facts["objects"][0][task]) for s in samples])
         result[task] = accuracy(features, build_classifier(model, tokenizer, names, templates), labels, topk=(1, 3))
     return result

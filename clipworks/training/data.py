@@ -34,6 +34,9 @@ class Batch:
     images: torch.Tensor
     tokens: torch.Tensor
     skipped: list[Skipped]
+    # With a data set that offers hard negatives: one false caption per sample, and which of them exist.
+    negative_tokens: torch.Tensor | None = None
+    negative_valid: torch.Tensor | None = None
 
 
 class BatchPlan:
@@ -70,19 +73,22 @@ class _StepDataset(Dataset):
     def __init__(self, dataset: Dataset, plan: BatchPlan, start: int, stop: int, transform, tokenizer: Tokenizer) -> None:
         self.dataset, self.plan, self.start, self.stop = dataset, plan, start, stop
         self.transform, self.tokenizer = transform, tokenizer
+        # Decided per data set, not per batch, so every DDP rank gathers the same shapes.
+        self.with_negatives = bool(getattr(dataset, "hard_negatives", False))
 
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def _sample(self, index: int, seed: int, skipped: list[Skipped]) -> tuple[torch.Tensor, str]:
+    def _sample(self, index: int, seed: int, skipped: list[Skipped]) -> tuple[torch.Tensor, str, str]:
         # A bad item is replaced by a seeded pick, so every rank keeps the same batch size.
         for attempt in range(MAX_REPLACEMENTS):
             item = self.dataset[index]
             if isinstance(item, Sample) and item.captions:
                 rng = random.Random(seed)
                 caption = rng.choice(item.captions)
+                negative = item.negatives[item.captions.index(caption)] if item.negatives else ""
                 generator = torch.Generator().manual_seed(seed)
-                return self.transform(item.image, generator=generator), caption
+                return self.transform(item.image, generator=generator), caption, negative
             skipped.append(item if isinstance(item, Skipped) else Skipped(str(index), "no caption"))
             index = random.Random(_mix(seed, attempt)).randrange(self.plan.n)
         raise InputFileError(f"{MAX_REPLACEMENTS} unusable samples in a row near index {index}: is the data set readable?")
@@ -92,7 +98,10 @@ class _StepDataset(Dataset):
         pairs = [self._sample(i, s, skipped) for i, s in self.plan.local_items(self.start + k)]
         images = torch.stack([p[0] for p in pairs])
         tokens = self.tokenizer([p[1] for p in pairs])
-        return Batch(images, tokens, skipped)
+        if not self.with_negatives:
+            return Batch(images, tokens, skipped)
+        negatives = [p[2] for p in pairs]
+        return Batch(images, tokens, skipped, self.tokenizer(negatives), torch.tensor([bool(n) for n in negatives]))
 
 
 def batches(dataset: Dataset, plan: BatchPlan, start: int, stop: int, transform, tokenizer: Tokenizer,
@@ -104,7 +113,11 @@ def batches(dataset: Dataset, plan: BatchPlan, start: int, stop: int, transform,
     yield from loader
 
 
-def split_micro(batch: Batch, parts: int) -> Sequence[tuple[torch.Tensor, torch.Tensor]]:
+def split_micro(batch: Batch, parts: int) -> Sequence[tuple[torch.Tensor, ...]]:
+    """(images, tokens) per micro-batch, or (images, tokens, negative tokens, negative valid) with negatives."""
     if batch.images.shape[0] % parts:
         raise ValueError(f"local batch {batch.images.shape[0]} is not divisible into {parts} accumulation steps")
-    return list(zip(batch.images.chunk(parts), batch.tokens.chunk(parts)))
+    fields = [batch.images, batch.tokens]
+    if batch.negative_tokens is not None:
+        fields += [batch.negative_tokens, batch.negative_valid]
+    return list(zip(*(f.chunk(parts) for f in fields)))

@@ -44,7 +44,10 @@ class ClipLoss(nn.Module):
     average of gradients over ranks equals the gradient of the global loss.
     """
 
-    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                negative_features: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """`negative_features` (optional, one per sample, `negative_valid` saying which exist) are hard-negative
+        captions: extra columns of the image->text cross-entropy, never positives, never queries."""
         all_images = gather_features(image_features)
         all_texts = gather_features(text_features)
         n_local = image_features.shape[0]
@@ -52,5 +55,11 @@ class ClipLoss(nn.Module):
         labels = torch.arange(offset, offset + n_local, device=image_features.device)
         scale = logit_scale.exp()
         logits_per_image = scale * image_features @ all_texts.t()
+        if negative_features is not None:
+            all_negatives = gather_features(negative_features)
+            valid = negative_valid if negative_valid is not None else torch.ones(len(negative_features), dtype=torch.bool)
+            all_valid = gather_features(valid.to(negative_features.device, torch.float32)).detach() > 0.5
+            negatives = (scale * image_features @ all_negatives.t()).masked_fill(~all_valid[None, :], float("-inf"))
+            logits_per_image = torch.cat([logits_per_image, negatives], dim=1)
         logits_per_text = scale * text_features @ all_images.t()
         return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2

@@ -62,8 +62,14 @@ class FeatureModel(nn.Module):
         super().__init__()
         self.clip = clip
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.clip.encode_image(images, normalize=True), self.clip.encode_text(tokens, normalize=True), self.clip.logit_scale
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor,
+                negative_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(images, texts, log-temperature), plus the hard negatives' features when given (one text pass)."""
+        image = self.clip.encode_image(images, normalize=True)
+        if negative_tokens is None:
+            return image, self.clip.encode_text(tokens, normalize=True), self.clip.logit_scale
+        text, negative = self.clip.encode_text(torch.cat([tokens, negative_tokens]), normalize=True).chunk(2)
+        return image, text, self.clip.logit_scale, negative
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -78,32 +84,39 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def contrastive_step(wrapped: nn.Module, features: FeatureModel, loss_fn: ClipLoss,
-                     micro: list[tuple[torch.Tensor, torch.Tensor]], autocast) -> torch.Tensor:
+                     micro: list[tuple[torch.Tensor, ...]], autocast) -> torch.Tensor:
     """Forward and backward one contrastive batch split into micro-batches; returns the batch loss.
 
-    With several micro-batches, the features of all of them are first computed without gradients; each
-    micro-batch is then recomputed with gradients and its loss taken against the whole batch, so the summed
-    gradients equal those of the undivided batch. The temperature takes part in one backward only.
+    Each micro-batch is (images, tokens) or (images, tokens, negative tokens, negative valid). With several
+    micro-batches, the features of all of them are first computed without gradients; each micro-batch is
+    then recomputed with gradients and its loss taken against the whole batch, so the summed gradients equal
+    those of the undivided batch. The temperature takes part in one backward only.
     """
+    def run(model: nn.Module, part: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        out = model(*part[:2]) if len(part) == 2 else model(*part[:3])
+        return tuple(o.float() if o.ndim else o for o in out)  # features in float32, the scale as it is
+
+    negatives = len(micro[0]) == 4
+    valid = torch.cat([m[3] for m in micro]) if negatives else None
     if len(micro) == 1:
         with autocast():
-            img, txt, scale = wrapped(*micro[0])
-            loss = loss_fn(img.float(), txt.float(), scale)
+            img, txt, scale, *neg = run(wrapped, micro[0])
+            loss = loss_fn(img, txt, scale, neg[0] if neg else None, valid)
         loss.backward()
         return loss.detach()
     with torch.no_grad(), autocast():
-        cached = [features(images, tokens) for images, tokens in micro]
-    cached_img = [c[0].float() for c in cached]
-    cached_txt = [c[1].float() for c in cached]
+        cached = [run(features, part) for part in micro]
     last = len(micro) - 1
-    for j, (images, tokens) in enumerate(micro):
+    for j, part in enumerate(micro):
         sync = contextlib.nullcontext() if j == last or not isinstance(wrapped, nn.parallel.DistributedDataParallel) else wrapped.no_sync()
         with sync:
             with autocast():
-                img_j, txt_j, scale = wrapped(images, tokens)
-            img = torch.cat(cached_img[:j] + [img_j.float()] + cached_img[j + 1:])
-            txt = torch.cat(cached_txt[:j] + [txt_j.float()] + cached_txt[j + 1:])
-            loss = loss_fn(img, txt, scale if j == last else scale.detach())
+                current = run(wrapped, part)
+            img, txt = (torch.cat([c[k] for c in cached[:j]] + [current[k]] + [c[k] for c in cached[j + 1:]]) for k in (0, 1))
+            neg = (torch.cat([c[3] for c in cached[:j]] + [current[3]] + [c[3] for c in cached[j + 1:]])
+                   if negatives else None)
+            scale = current[2]
+            loss = loss_fn(img, txt, scale if j == last else scale.detach(), neg, valid)
             loss.backward()
     return loss.detach()
 
@@ -193,8 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             group["lr"] = lr
         for s in batch.skipped:
             report.add(s)
-        micro = [(i.to(device, non_blocking=True), t.to(device, non_blocking=True))
-                 for i, t in split_micro(batch, cfg.accum_steps)]
+        micro = [tuple(x.to(device, non_blocking=True) for x in part) for part in split_micro(batch, cfg.accum_steps)]
         optimizer.zero_grad(set_to_none=True)
         loss = contrastive_step(wrapped, features, loss_fn, micro, autocast)
         grad_norm = torch.nn.utils.clip_grad_norm_(clip.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
