@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(f"--shots {args.shots!r}: expected comma-separated integers") from None
     out = Path(args.out or f"results/{args.task}-{_slug(args.data)}-{_slug(args.model)}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot_dir = out.with_suffix("")
-    plot_dir.mkdir(parents=True, exist_ok=True)
+    plot_dir = out.with_suffix("")  # a task that plots makes it
     model, preprocess, tokenizer = load_model(args)
     record = run_task(args.task, model, preprocess, tokenizer, args.data, model_name=args.model,
                       templates=args.templates, n=args.n, shots=shots, seeds=args.seeds, plot_dir=plot_dir,

@@ -278,22 +278,6 @@ def _background_array(bg: Background, n: int, rng: np.random.Generator) -> np.nd
     return c1 + t[..., None] * (c2 - c1)
 
 
-GREY_RANGE = (30, 255)  # object grey levels: the luminance range of the coloured objects
-GREY_CONTRAST = 40  # a grey object differs by at least this from every grey level of its background
-
-
-def _luminance(rgb: tuple[int, int, int]) -> float:
-    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-
-
-def grey_level(rng: random.Random, background: Background) -> int:
-    """A uniform grey level in GREY_RANGE that stands out from the background (brightest if none does)."""
-    low, high = sorted((_luminance(background.colour), _luminance(background.colour2)))
-    allowed = [g for g in range(GREY_RANGE[0], GREY_RANGE[1] + 1)
-               if g < low - GREY_CONTRAST or g > high + GREY_CONTRAST]
-    return rng.choice(allowed) if allowed else GREY_RANGE[1]
-
-
 def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = None) -> Image.Image:
     """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background.
 
@@ -545,8 +529,8 @@ class WorldDataset(torch.utils.data.Dataset):
         key = f"world/{self.split}/{self.seed}/{i}"
         grey = bool(self.grayscale) and rng.random() < self.grayscale
         if grey:
-            # Random grey levels, independent of the objects' colours, as dark or bright as coloured objects are.
-            image = render(scene, self.image_size, greys=[grey_level(rng, scene.background) for _ in scene.objects])
+            # Random grey levels, far from the (dark to mid) background, independent of the objects' colours.
+            image = render(scene, self.image_size, greys=[rng.randint(150, 255) for _ in scene.objects])
             facts["grayscale"] = True
             sample = Sample(image, grayscale_captions(scene, rng), key, facts)
         else:

@@ -52,6 +52,7 @@ def zeroshot(model: CLIP, preprocess: Callable, tokenizer: Callable, data: str, 
                            "classnames": ds.classnames, "confusion": matrix.tolist(), "n": len(ds.labels),
                            "chance": 1.0 / len(ds.classnames), "skipped": ds.skipped}
     if plot_dir is not None:
+        plot_dir.mkdir(parents=True, exist_ok=True)
         out["plots"] = [str(plot_confusion(matrix, ds.classnames, plot_dir / "confusion.png",
                                            f"zero-shot {data}: top-1 {out['metrics']['top1']:.3f}"))]
     return out
