@@ -6,10 +6,10 @@ import argparse
 import sys
 import warnings
 
-from clipworks.cli import embed, evaluate, models, similarity, train
+from clipworks.cli import embed, evaluate, models, search, similarity, train
 from clipworks.errors import ClipworksError
 
-SUBCOMMANDS = (models, embed, similarity, train, evaluate)
+SUBCOMMANDS = (models, embed, similarity, train, evaluate, search)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,118 @@
+"""`clipworks index` (build or update a store) and `clipworks search` (query it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+
+from clipworks.errors import InputFileError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="index folders / WebDataset tars of images into a search store",
+                       description="Embeds new or changed images, drops deleted ones; safe to interrupt and re-run.")
+    p.add_argument("paths", nargs="+", help="folders (recursive) or .tar files")
+    p.add_argument("--store", required=True, help="store directory (created if missing)")
+    p.add_argument("--model", default="default", help="model for a new store (a store keeps the model it was made with)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device")
+    p.set_defaults(run=run_index)
+
+    q = sub.add_parser("search", help="search a store by text, image or embedding",
+                       description='clipworks search --store DIR "a red star" | --image FILE | --embedding FILE.npy | --like ID')
+    q.add_argument("text", nargs="?", help="a text query")
+    q.add_argument("--store", required=True)
+    what = q.add_mutually_exclusive_group()
+    what.add_argument("--image", help="an image file: find similar images")
+    what.add_argument("--embedding", help="a .npy vector in the store's embedding space")
+    what.add_argument("--like", type=int, metavar="ID", help="an indexed item's id: more like this")
+    q.add_argument("--to-text", action="store_true", help="image->text: rank captions for --image/--like instead")
+    q.add_argument("--captions", help="caption bank for --to-text: a file with one caption a line (default: the store's)")
+    q.add_argument("-k", type=int, default=10)
+    q.add_argument("--min-score", type=float)
+    q.add_argument("--folder", help="only images inside this folder")
+    q.add_argument("--after", help="only images modified on or after this date (YYYY-MM-DD)")
+    q.add_argument("--before", help="only images modified before this date (YYYY-MM-DD)")
+    q.add_argument("--ext", help="only these file types, comma-separated (jpg,png)")
+    q.add_argument("--no-collapse", action="store_true", help="keep near-duplicates")
+    q.add_argument("--stats", action="store_true", help="print the store's statistics and skipped files")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--device")
+    q.set_defaults(run=run_search)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from clipworks.search.indexer import index
+
+    report = index(args.paths, args.store, model_name=args.model, batch_size=args.batch_size, device=args.device)
+    print(report.summary())
+    return 0
+
+
+def _date(text: str | None, flag: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise InputFileError(f"{flag} {text!r}: expected a date such as 2026-11-23") from None
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from clipworks.search.engine import Filters, SearchEngine
+
+    if args.stats:
+        from clipworks.search.store import Store
+
+        store = Store(args.store, create=False)
+        print(json.dumps({**store.stats(), "skipped_files": store.skipped()}, indent=2))
+        return 0
+    engine = SearchEngine(args.store, device=args.device)
+    if args.image:
+        from clipworks.model.transforms import load_image
+
+        query = engine.embed_image(load_image(Path(args.image)))
+    elif args.embedding:
+        try:
+            query = np.load(args.embedding)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"{args.embedding}: not a .npy vector ({exc})") from None
+    elif args.like is not None:
+        query = engine.embedding_of(args.like)
+    elif args.text:
+        if args.to_text:
+            raise InputFileError("--to-text ranks captions for an image: give --image or --like")
+        query = engine.embed_text(args.text)
+    else:
+        raise InputFileError("give a text query, --image, --embedding or --like")
+    if args.to_text:
+        bank = None
+        if args.captions:
+            try:
+                bank = Path(args.captions).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise InputFileError(f"{args.captions}: cannot read ({exc.strerror})") from None
+        ranked = engine.image_to_text(query, bank, k=args.k)
+        if args.json:
+            print(json.dumps([{"caption": c, "score": s} for c, s in ranked], indent=2))
+        else:
+            for c, s in ranked:
+                print(f"{s:7.4f}  {c}")
+        return 0
+    filters = Filters(args.folder, _date(args.after, "--after"), _date(args.before, "--before"),
+                      args.ext.split(",") if args.ext else None)
+    hits = engine.search(query, k=args.k, min_score=args.min_score, filters=filters,
+                         collapse=None if args.no_collapse else 0.98, exclude={args.like} if args.like is not None else None)
+    if args.json:
+        print(json.dumps([h.to_json() for h in hits], indent=2))
+    else:
+        for rank, h in enumerate(hits, 1):
+            dup = f"  (+{h.duplicates} near-duplicates)" if h.duplicates else ""
+            print(f"{rank:3d}  {h.score:7.4f}  id {h.item.id:<6d} {h.item.path}{dup}")
+        if not hits:
+            print("no results")
+    return 0

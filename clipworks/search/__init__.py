@@ -1,0 +1,1 @@
+"""Semantic search: an image store, a vector index, queries and a server."""

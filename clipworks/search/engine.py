@@ -1,0 +1,173 @@
+"""Queries over a store: text->image, image->image, embedding->image and image->text, with metadata filters
+applied before ranking, a minimum score and near-duplicate collapsing."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipworks.errors import InputFileError
+from clipworks.search.ann import VectorIndex
+from clipworks.search.store import Item, Store
+
+INDEX_PREFIX = "index"  # <store>/index.faiss, index.json, index.ids.npy: a cache of the store's vectors
+DUPLICATE_COSINE = 0.98  # results closer than this to a better one are collapsed into it
+
+
+@dataclass
+class Filters:
+    """Metadata filters, applied before ranking: folder prefix, modification time range, extensions."""
+
+    folder: str | None = None
+    after: float | None = None
+    before: float | None = None
+    ext: list[str] | None = None
+
+    def any(self) -> bool:
+        return bool(self.folder or self.after is not None or self.before is not None or self.ext)
+
+
+@dataclass
+class Hit:
+    item: Item
+    score: float
+    duplicates: int = 0  # near-duplicates collapsed into this hit
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": round(self.score, 6), "duplicates": self.duplicates, **self.item.to_json()}
+
+
+class SearchEngine:
+    """A store opened for queries, with its model and a vector index rebuilt when the store has changed."""
+
+    def __init__(self, store_dir: str | Path, device: str | None = None, model=None, preprocess=None, tokenizer=None) -> None:
+        self.store = Store(store_dir, create=False)
+        model_name = self.store.get_meta("model")
+        if model_name is None:
+            raise InputFileError(f"{store_dir}: the store is empty (run `clipworks index PATH --store {store_dir}`)")
+        if model is None:
+            from clipworks.model.factory import create_model, get_tokenizer
+
+            model, preprocess = create_model(model_name, device=device)
+            tokenizer = get_tokenizer(model)
+        self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
+        self.model_name = model_name
+        self._lock = threading.Lock()
+        self._index: VectorIndex | None = None
+        self._index_version = -1
+        self._vectors: dict[int, np.ndarray] = {}
+
+    # ------------------------------------------------------------ the index cache
+
+    def index(self) -> VectorIndex:
+        """The vector index, loaded from its cache file or rebuilt if the store moved on since."""
+        with self._lock:
+            version = self.store.version
+            if self._index is not None and self._index_version == version:
+                return self._index
+            prefix = self.store.directory / INDEX_PREFIX
+            stamp = self.store.directory / f"{INDEX_PREFIX}.version"
+            index = None
+            if stamp.exists() and stamp.read_text().strip() == str(version):
+                try:
+                    index = VectorIndex.load(prefix)
+                except InputFileError:
+                    index = None  # a damaged cache is rebuilt
+            ids, vectors = self.store.vectors()
+            if index is None:
+                index = VectorIndex.build(vectors, ids)
+                index.save(prefix)
+                tmp = stamp.with_suffix(".tmp")
+                tmp.write_text(str(version))
+                tmp.replace(stamp)
+            self._vectors = dict(zip(ids.tolist(), vectors))
+            self._index, self._index_version = index, version
+            return index
+
+    # ------------------------------------------------------------ embeddings of queries
+
+    def embed_text(self, text: str) -> np.ndarray:
+        import torch
+
+        if not text.strip():
+            raise InputFileError("empty text query")
+        with torch.inference_mode():
+            tokens = self.tokenizer([text]).to(self.model.device)
+            return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
+
+    def embed_image(self, image) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            pixels = self.preprocess(image).unsqueeze(0).to(self.model.device)
+            return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()[0]
+
+    def embedding_of(self, item_id: int) -> np.ndarray:
+        """The stored embedding of an indexed item ("more like this")."""
+        self.index()
+        if item_id not in self._vectors:
+            raise InputFileError(f"no indexed item with id {item_id}")
+        return self._vectors[item_id]
+
+    # ------------------------------------------------------------ queries
+
+    def search(self, query: np.ndarray, k: int = 10, min_score: float | None = None, filters: Filters | None = None,
+               collapse: float | None = DUPLICATE_COSINE, exclude: set[int] | None = None) -> list[Hit]:
+        """Top-k items by cosine similarity to `query`, best first."""
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        dim = int(self.store.get_meta("dim") or 0)
+        if query.shape[1] != dim:
+            raise InputFileError(f"query embedding has {query.shape[1]} dimensions; the store's model has {dim}")
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        index = self.index()
+        allowed = self.store.filter_ids(filters.folder, filters.after, filters.before, filters.ext) if filters and filters.any() else None
+        if allowed is not None and not len(allowed):
+            return []
+        fetch = min(len(index), (k + len(exclude or ())) * (4 if collapse else 1) + 8)
+        scores, ids = index.search(query, fetch, allowed_ids=allowed)
+        hits: list[Hit] = []
+        kept_vectors: list[np.ndarray] = []
+        items = {it.id: it for it in self.store.items(ids[0].tolist())}
+        for score, item_id in zip(scores[0].tolist(), ids[0].tolist()):
+            if item_id < 0 or item_id not in items or (exclude and item_id in exclude):
+                continue
+            if min_score is not None and score < min_score:
+                break
+            vec = self._vectors.get(item_id)
+            if collapse and vec is not None and kept_vectors:
+                sims = np.stack(kept_vectors) @ vec
+                j = int(np.argmax(sims))
+                if sims[j] >= collapse:
+                    hits[j].duplicates += 1
+                    continue
+            hits.append(Hit(items[item_id], float(score)))
+            if vec is not None:
+                kept_vectors.append(vec)
+            if len(hits) == k:
+                break
+        return hits
+
+    def image_to_text(self, image_embedding: np.ndarray, captions: list[str] | None = None, k: int = 5) -> list[tuple[str, float]]:
+        """The best captions for an image: from `captions`, or else from the store's own captions."""
+        if captions is None:
+            bank = sorted({line for _, text in self.store.captions() for line in text.splitlines() if line.strip()})
+            if not bank:
+                raise InputFileError("the store has no captions (.txt beside the images); give a caption list")
+        else:
+            bank = [c for c in captions if c.strip()]
+            if not bank:
+                raise InputFileError("the caption list is empty")
+        import torch
+
+        feats = []
+        with torch.inference_mode():
+            for start in range(0, len(bank), 256):
+                tokens = self.tokenizer(bank[start:start + 256]).to(self.model.device)
+                feats.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
+        scores = np.concatenate(feats) @ np.asarray(image_embedding, dtype=np.float32)
+        order = np.argsort(-scores)[:k]
+        return [(bank[i], float(scores[i])) for i in order]

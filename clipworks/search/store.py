@@ -1,0 +1,222 @@
+"""The image store: one SQLite file holding every indexed image's metadata and embedding (the source of truth).
+
+Each indexing batch is one transaction, so a crash (even kill -9) loses at most the batch in flight and the
+store is always consistent; paths are unique, so a re-run can never duplicate an image. The vector index
+(`ann.py`) is a cache rebuilt from here when the store's version moves.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipworks.errors import InputFileError
+
+STORE_FILE = "store.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT UNIQUE NOT NULL,      -- absolute file path, or "archive.tar::member"
+    root TEXT NOT NULL,             -- the folder or tar it was indexed from
+    folder TEXT NOT NULL,           -- parent folder (for filters)
+    ext TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    sha256 TEXT NOT NULL,
+    width INTEGER, height INTEGER,
+    caption TEXT,                   -- from a same-name .txt, if any
+    extra TEXT,                     -- fields of a same-name .json, if any
+    embedding BLOB NOT NULL         -- float32, L2-normalised
+);
+CREATE INDEX IF NOT EXISTS items_root ON items(root);
+CREATE INDEX IF NOT EXISTS items_folder ON items(folder);
+CREATE INDEX IF NOT EXISTS items_mtime ON items(mtime);
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, root TEXT NOT NULL, size INTEGER, mtime REAL, reason TEXT);
+"""
+
+
+@dataclass
+class Item:
+    """One indexed image's metadata (the embedding stays in the store)."""
+
+    id: int
+    path: str
+    root: str
+    folder: str
+    ext: str
+    size: int
+    mtime: float
+    sha256: str
+    width: int | None
+    height: int | None
+    caption: str | None
+    extra: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+ITEM_COLUMNS = "id, path, root, folder, ext, size, mtime, sha256, width, height, caption, extra"
+
+
+def _item(row: Sequence[Any]) -> Item:
+    *head, extra = row
+    return Item(*head, extra=json.loads(extra) if extra else {})
+
+
+class Store:
+    """Open (or create) the store in `directory`."""
+
+    def __init__(self, directory: str | Path, create: bool = True) -> None:
+        self.directory = Path(directory)
+        path = self.directory / STORE_FILE
+        if not path.exists() and not create:
+            raise InputFileError(f"{self.directory}: no clipworks store here (make one with `clipworks index PATH --store DIR`)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputFileError(f"{path}: not a usable store ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ model binding and version
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def bind_model(self, model: str, dim: int) -> None:
+        """Record the model the embeddings come from; a store never mixes two models."""
+        bound, bound_dim = self.get_meta("model"), self.get_meta("dim")
+        if bound is None:
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [("model", model), ("dim", str(dim))])
+        elif bound != model or int(bound_dim or 0) != dim:
+            raise InputFileError(f"{self.directory}: the store holds embeddings of model {bound!r} (dim {bound_dim}), "
+                                 f"not {model!r} (dim {dim}); use another --store or --model {bound}")
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change, so caches built from the store know when they are stale."""
+        return int(self.get_meta("version") or 0)
+
+    def _bump(self) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(self.version + 1),))
+
+    # ------------------------------------------------------------ writes (each call is one transaction)
+
+    def put(self, rows: Iterable[dict[str, Any]], skipped: Iterable[dict[str, Any]] = (), removed: Iterable[str] = ()) -> None:
+        """Insert or replace items (dicts with the item columns and `embedding`), record skipped files and
+        delete removed paths, all in one transaction."""
+        with self.db:
+            for r in rows:
+                emb = np.ascontiguousarray(r["embedding"], dtype=np.float32)
+                self.db.execute(
+                    "INSERT INTO items (path, root, folder, ext, size, mtime, sha256, width, height, caption, extra, embedding)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET root=excluded.root,"
+                    " folder=excluded.folder, ext=excluded.ext, size=excluded.size, mtime=excluded.mtime,"
+                    " sha256=excluded.sha256, width=excluded.width, height=excluded.height, caption=excluded.caption,"
+                    " extra=excluded.extra, embedding=excluded.embedding",
+                    (r["path"], r["root"], r["folder"], r["ext"], r["size"], r["mtime"], r["sha256"], r.get("width"),
+                     r.get("height"), r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None, emb.tobytes()))
+                self.db.execute("DELETE FROM skipped WHERE path = ?", (r["path"],))
+            for s in skipped:
+                self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)",
+                                (s["path"], s["root"], s["size"], s["mtime"], s["reason"]))
+                self.db.execute("DELETE FROM items WHERE path = ?", (s["path"],))
+            for p in removed:
+                self.db.execute("DELETE FROM items WHERE path = ?", (p,))
+                self.db.execute("DELETE FROM skipped WHERE path = ?", (p,))
+            self._bump()
+
+    def touch(self, path: str, mtime: float) -> None:
+        """A file whose content hash did not change: record its new modification time only."""
+        with self.db:
+            self.db.execute("UPDATE items SET mtime = ? WHERE path = ?", (mtime, path))
+
+    # ------------------------------------------------------------ reads
+
+    def known(self, root: str) -> dict[str, tuple[int, float, str | None]]:
+        """path -> (size, mtime, sha256 or None if it was skipped) for everything recorded under `root`."""
+        out = {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime, sha256 FROM items WHERE root = ?", (root,))}
+        out.update({p: (s, m, None) for p, s, m in self.db.execute("SELECT path, size, mtime FROM skipped WHERE root = ?", (root,))})
+        return out
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids [N] int64, embeddings [N, D] float32) of every item, in id order."""
+        dim = int(self.get_meta("dim") or 0)
+        ids, blobs = [], []
+        for i, blob in self.db.execute("SELECT id, embedding FROM items ORDER BY id"):
+            ids.append(i)
+            blobs.append(blob)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim) if ids else np.zeros((0, dim), np.float32)
+        return np.asarray(ids, dtype=np.int64), matrix
+
+    def items(self, ids: Sequence[int]) -> list[Item]:
+        """Items by id, in the order given (unknown ids are left out)."""
+        if not len(ids):
+            return []
+        rows = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({marks})", chunk):
+                rows[row[0]] = _item(row)
+        return [rows[i] for i in ids if i in rows]
+
+    def item_by_path(self, path: str) -> Item | None:
+        row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE path = ?", (path,)).fetchone()
+        return _item(row) if row else None
+
+    def filter_ids(self, folder: str | None = None, after: float | None = None, before: float | None = None,
+                   ext: Sequence[str] | None = None) -> np.ndarray:
+        """Ids of the items matching every given filter: inside `folder`, modified in [after, before), extension."""
+        where, args = [], []
+        if folder:
+            folder = str(Path(folder).expanduser().resolve()) if "::" not in folder else folder
+            where.append("(folder = ? OR folder LIKE ? ESCAPE '\\')")
+            escaped = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args += [folder, escaped.rstrip("/") + "/%"]
+        if after is not None:
+            where.append("mtime >= ?")
+            args.append(after)
+        if before is not None:
+            where.append("mtime < ?")
+            args.append(before)
+        if ext:
+            norm = [e.lower().lstrip(".") for e in ext]
+            where.append(f"ext IN ({','.join('?' * len(norm))})")
+            args += norm
+        sql = "SELECT id FROM items" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return np.asarray([r[0] for r in self.db.execute(sql, args)], dtype=np.int64)
+
+    def captions(self) -> list[tuple[int, str]]:
+        """(id, caption) of every item that has one: the default caption bank for image->text."""
+        return list(self.db.execute("SELECT id, caption FROM items WHERE caption IS NOT NULL AND caption != '' ORDER BY id"))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT path, reason FROM skipped ORDER BY path"))
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT root FROM items UNION SELECT DISTINCT root FROM skipped")]
+
+    def stats(self) -> dict[str, Any]:
+        return {"items": len(self), "skipped": self.db.execute("SELECT COUNT(*) FROM skipped").fetchone()[0],
+                "model": self.get_meta("model"), "dim": int(self.get_meta("dim") or 0), "version": self.version,
+                "roots": self.roots()}
