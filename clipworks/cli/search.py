@@ -42,6 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device")
     q.set_defaults(run=run_search)
 
+    v = sub.add_parser("serve", help="serve a store: HTTP API (OpenAPI at /openapi.json) and a search page at /")
+    v.add_argument("--store", required=True)
+    v.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--device")
+    v.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from clipworks.search.server import serve
+
+    serve(args.store, host=args.host, port=args.port, device=args.device)
+    return 0
+
 
 def run_index(args: argparse.Namespace) -> int:
     from clipworks.search.indexer import index

@@ -142,6 +142,11 @@ def walk(root: str | Path) -> Iterator[FileEntry]:
                                 lambda p=p: _sidecar_caption(p), lambda p=p: _sidecar_json(p))
 
 
+def _inside_root(path: str, root: str) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _row(entry: FileEntry, data: bytes, image) -> dict[str, Any]:
     inner = entry.path.split("::", 1)[-1]
     folder = os.path.dirname(entry.path) if "::" not in entry.path else entry.path.split("::", 1)[0]
@@ -200,6 +205,10 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
                     report.unchanged += 1
                     if before[2] is None:
                         report.skipped.append((entry.path, "unchanged since it was skipped"))
+                    continue
+                if "::" not in entry.path and not _inside_root(entry.path, root_key):
+                    skipped.append({"path": entry.path, "root": root_key, "size": entry.size, "mtime": entry.mtime,
+                                    "reason": "a symlink to a file outside the indexed folder"})
                     continue
                 try:
                     data = entry.read()

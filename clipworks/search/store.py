@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,18 @@ def _item(row: Sequence[Any]) -> Item:
     return Item(*head, extra=json.loads(extra) if extra else {})
 
 
+def _locked(method):
+    """Run the method holding the store's lock (sqlite3 connections are not safe for concurrent statements)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Store:
     """Open (or create) the store in `directory`."""
 
@@ -80,6 +93,7 @@ class Store:
         if not path.exists() and not create:
             raise InputFileError(f"{self.directory}: no clipworks store here (make one with `clipworks index PATH --store DIR`)")
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()  # one connection shared by a server's threads: one statement at a time
         try:
             self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -93,10 +107,12 @@ class Store:
 
     # ------------------------------------------------------------ model binding and version
 
+    @_locked
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    @_locked
     def bind_model(self, model: str, dim: int) -> None:
         """Record the model the embeddings come from; a store never mixes two models."""
         bound, bound_dim = self.get_meta("model"), self.get_meta("dim")
@@ -117,6 +133,7 @@ class Store:
 
     # ------------------------------------------------------------ writes (each call is one transaction)
 
+    @_locked
     def put(self, rows: Iterable[dict[str, Any]], skipped: Iterable[dict[str, Any]] = (), removed: Iterable[str] = ()) -> None:
         """Insert or replace items (dicts with the item columns and `embedding`), record skipped files and
         delete removed paths, all in one transaction."""
@@ -141,6 +158,7 @@ class Store:
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (p,))
             self._bump()
 
+    @_locked
     def touch(self, path: str, mtime: float) -> None:
         """A file whose content hash did not change: record its new modification time only."""
         with self.db:
@@ -148,15 +166,18 @@ class Store:
 
     # ------------------------------------------------------------ reads
 
+    @_locked
     def known(self, root: str) -> dict[str, tuple[int, float, str | None]]:
         """path -> (size, mtime, sha256 or None if it was skipped) for everything recorded under `root`."""
         out = {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime, sha256 FROM items WHERE root = ?", (root,))}
         out.update({p: (s, m, None) for p, s, m in self.db.execute("SELECT path, size, mtime FROM skipped WHERE root = ?", (root,))})
         return out
 
+    @_locked
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
+    @_locked
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids [N] int64, embeddings [N, D] float32) of every item, in id order."""
         dim = int(self.get_meta("dim") or 0)
@@ -167,6 +188,7 @@ class Store:
         matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim) if ids else np.zeros((0, dim), np.float32)
         return np.asarray(ids, dtype=np.int64), matrix
 
+    @_locked
     def items(self, ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order given (unknown ids are left out)."""
         if not len(ids):
@@ -180,10 +202,12 @@ class Store:
                 rows[row[0]] = _item(row)
         return [rows[i] for i in ids if i in rows]
 
+    @_locked
     def item_by_path(self, path: str) -> Item | None:
         row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE path = ?", (path,)).fetchone()
         return _item(row) if row else None
 
+    @_locked
     def filter_ids(self, folder: str | None = None, after: float | None = None, before: float | None = None,
                    ext: Sequence[str] | None = None) -> np.ndarray:
         """Ids of the items matching every given filter: inside `folder`, modified in [after, before), extension."""
@@ -206,16 +230,20 @@ class Store:
         sql = "SELECT id FROM items" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         return np.asarray([r[0] for r in self.db.execute(sql, args)], dtype=np.int64)
 
+    @_locked
     def captions(self) -> list[tuple[int, str]]:
         """(id, caption) of every item that has one: the default caption bank for image->text."""
         return list(self.db.execute("SELECT id, caption FROM items WHERE caption IS NOT NULL AND caption != '' ORDER BY id"))
 
+    @_locked
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT path, reason FROM skipped ORDER BY path"))
 
+    @_locked
     def roots(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT root FROM items UNION SELECT DISTINCT root FROM skipped")]
 
+    @_locked
     def stats(self) -> dict[str, Any]:
         return {"items": len(self), "skipped": self.db.execute("SELECT COUNT(*) FROM skipped").fetchone()[0],
                 "model": self.get_meta("model"), "dim": int(self.get_meta("dim") or 0), "version": self.version,

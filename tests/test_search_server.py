@@ -1,0 +1,136 @@
+"""The search server over real HTTP on loopback: queries, path safety, upload limits, concurrency."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import clipworks
+from clipworks.data.world import write_world
+from clipworks.search.engine import SearchEngine
+from clipworks.search.indexer import index
+from clipworks.search.server import create_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    tmp = tmp_path_factory.mktemp("srv")
+    folder = write_world(tmp / "world", size=120, seed=5, split="train")
+    outside = tmp / "secret.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside)
+    os.symlink(outside, folder / "images" / "link_out.png")  # a symlink leaving the root
+    model, pre = clipworks.create_model("default", device="cpu")
+    index([str(folder)], tmp / "store", model=model, preprocess=pre, progress=False)
+    engine = SearchEngine(tmp / "store", model=model, preprocess=pre, tokenizer=clipworks.get_tokenizer(model))
+    port = _free_port()
+    config = uvicorn.Config(create_app(engine, max_upload_bytes=200_000), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/api/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield {"base": base, "folder": folder, "outside": outside, "engine": engine}
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _upload(url: str, data: bytes, name: str = "q.png") -> tuple[int, bytes]:
+    boundary = "clipworksboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_text_image_and_similar_search(server):
+    base = server["base"]
+    status, body = _get(base + "/api/search?" + urllib.parse.urlencode({"q": "a yellow square", "k": 5}))
+    results = json.loads(body)["results"]
+    assert status == 200 and len(results) == 5 and results[0]["score"] >= results[-1]["score"]
+    status, img = _get(base + results[0]["url"])
+    assert status == 200 and Image.open(io.BytesIO(img)).size == (64, 64)
+    first = results[0]["id"]
+    status, body = _get(base + f"/api/similar/{first}?k=3")
+    assert status == 200 and first not in [r["id"] for r in json.loads(body)["results"]]
+    status, body = _upload(base + "/api/search/image?k=1", img)
+    assert status == 200 and json.loads(body)["results"][0]["id"] == first  # the same picture finds itself
+    status, body = _get(base + "/api/stats")
+    stats = json.loads(body)
+    assert stats["items"] == 120 and stats["index"]["kind"] == "exact" and stats["skipped"] == 1  # the symlink out
+
+
+
+def test_images_only_from_inside_the_root(server):
+    base, folder, outside = server["base"], server["folder"], server["outside"]
+    assert _get(base + "/api/file?path=" + urllib.parse.quote("images/000001.png"))[0] == 200
+    for path in ("../secret.png", "images/../../secret.png", str(outside), "/etc/passwd", "images/link_out.png",
+                 str(folder / "images" / "link_out.png"), "images/%2e%2e/%2e%2e/secret.png"):
+        status, _ = _get(base + "/api/file?path=" + urllib.parse.quote(path, safe=""))
+        assert status in (403, 404), (path, status)
+        assert status == 403 or not Path(path).exists()
+    assert _get(base + "/api/image/99999")[0] == 404
+
+
+def test_upload_limits_and_validation(server):
+    base = server["base"]
+    big = os.urandom(300_000)
+    assert _upload(base + "/api/search/image", big)[0] == 413
+    assert _upload(base + "/api/search/image", b"not an image")[0] == 422
+    assert _get(base + "/api/search?q=&k=5")[0] == 422
+    assert _get(base + "/api/search?q=star&k=100000")[0] == 422
+    assert _get(base + "/api/search?q=star&after=yesterday")[0] == 422
+    spec = json.loads(_get(base + "/openapi.json")[1])
+    assert {"/api/search", "/api/search/image", "/api/similar/{item_id}", "/api/image/{item_id}"} <= set(spec["paths"])
+
+
+def test_200_concurrent_queries(server):
+    base = server["base"]
+    words = ["red", "green", "blue", "yellow", "purple", "orange", "pink", "white"]
+    urls = [base + "/api/search?" + urllib.parse.urlencode({"q": f"a {words[i % 8]} star", "k": 10}) for i in range(200)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(_get, urls))
+    assert all(status == 200 for status, _ in results)
+    assert all(len(json.loads(body)["results"]) == 10 for _, body in results)
+
+
+def test_page_is_served(server):
+    status, body = _get(server["base"] + "/")
+    assert status == 200 and b'id="q"' in body and b"/api/search" in body
