@@ -46,6 +46,16 @@ case "${1:-}" in
     ;;
   test)
     shift
+    # The web page test drives Debian's chromium through Playwright; install it once where we may.
+    if [ ! -x /usr/bin/chromium ]; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[clipworks] installing Debian's chromium for the web page test (once)" >&2
+        { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } \
+          >"$venv.chromium.log" 2>&1 || echo "[clipworks] could not install chromium (see $venv.chromium.log); the page test will be skipped" >&2
+      else
+        echo "[clipworks] /usr/bin/chromium is missing: 'apt-get install chromium' to run the web page test" >&2
+      fi
+    fi
     set +e
     "$venv/bin/python" -m pytest "$@"
     rc=$?

@@ -134,3 +134,41 @@ def test_200_concurrent_queries(server):
 def test_page_is_served(server):
     status, body = _get(server["base"] + "/")
     assert status == 200 and b'id="q"' in body and b"/api/search" in body
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (./run.sh installs it with apt)")
+def test_page_in_headless_chromium(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base = server["base"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(base + "/")
+        page.fill("#q", "a yellow square")
+        page.press("#q", "Enter")
+        page.wait_for_function("document.querySelectorAll('figure.result').length > 0")
+        assert page.locator("figure.result").count() == 24
+        assert "results for" in page.inner_text("#status")
+        page.wait_for_function("[...document.querySelectorAll('figure.result img')].slice(0, 4).every(i => i.complete && i.naturalWidth == 64)")
+        first_id = page.locator("figure.result").first.get_attribute("data-id")
+        # click a result: more like this, without the clicked image itself
+        page.locator("figure.result").first.click()
+        page.wait_for_function("document.querySelector('#status').textContent.includes('images like')")
+        ids = page.eval_on_selector_all("figure.result", "els => els.map(e => e.dataset.id)")
+        assert first_id not in ids and len(ids) == 24
+        # upload: an indexed picture finds itself first
+        item = server["engine"].store.items([int(first_id)])[0]
+        page.set_input_files("#file", item.path)
+        page.wait_for_function(f"document.querySelector('figure.result') && document.querySelector('#status').textContent.includes('{Path(item.path).name}')")
+        assert page.locator("figure.result").first.get_attribute("data-id") == first_id
+        # a filter that nothing matches
+        page.click("summary")
+        page.fill("#ext", "jpg")
+        page.fill("#q", "a yellow square")
+        page.press("#q", "Enter")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('0 results')")
+        browser.close()
