@@ -196,3 +196,33 @@ def test_search_cli_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "clipworks.cli.main", "index", str(tmp_path / "missing"), "--store",
                            str(tmp_path / "s")], env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "missing: no such file or folder" in proc.stderr
+
+
+def test_torchrun_two_ranks_build_the_same_store(tmp_path):
+    folder = write_world(tmp_path / "world", size=150, seed=9, split="train")
+    (folder / "images" / "bad.png").write_bytes(b"nope")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = ["-m", "clipworks.cli.main", "index", str(folder), "--batch-size", "16"]
+    one = subprocess.run([sys.executable, *args, "--store", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    port = str(_free_port())
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", port, *args,
+                          "--store", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "added 150, updated 0, unchanged 0, removed 0, skipped 1" in two.stdout
+    a, b = Store(tmp_path / "one"), Store(tmp_path / "two")
+    ia, va = a.vectors()
+    ib, vb = b.vectors()
+    pa = {it.path: v for it, v in zip(a.items(ia), va)}
+    pb = {it.path: v for it, v in zip(b.items(ib), vb)}
+    assert pa.keys() == pb.keys() and len(pa) == 150
+    assert max(float(np.abs(pa[p] - pb[p]).max()) for p in pa) < 1e-5
+    assert len(b.skipped()) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -60,8 +60,13 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_index(args: argparse.Namespace) -> int:
     from clipworks.search.indexer import index
 
+    import torch.distributed as dist
+
     report = index(args.paths, args.store, model_name=args.model, batch_size=args.batch_size, device=args.device)
-    print(report.summary())
+    if not (dist.is_initialized() and dist.get_rank() != 0):
+        print(report.summary())
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return 0
 
 

@@ -157,21 +157,32 @@ def _row(entry: FileEntry, data: bytes, image) -> dict[str, Any]:
 
 def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = "default", batch_size: int = 64,
           device: str | None = None, progress: bool = True, model=None, preprocess=None) -> IndexReport:
-    """Bring the store in `store_dir` up to date with `roots`; returns what changed."""
+    """Bring the store in `store_dir` up to date with `roots`; returns what changed.
+
+    Under `torchrun --nproc_per_node=N`, rank r embeds every N-th file (in walk order) and all ranks commit into
+    the one store (SQLite serialises their transactions); rank 0 drops deleted files once every rank is done,
+    and the returned report sums all ranks."""
     import torch
+    import torch.distributed as dist
     from tqdm import tqdm
 
     from clipworks.model.transforms import decode_image
+    from clipworks.training.distributed import init_distributed
 
     start = time.perf_counter()
+    world = init_distributed(torch.device("cpu"))
     if model is None:
         from clipworks.model.factory import create_model
 
         model, preprocess = create_model(model_name, device=device)
     store = Store(store_dir)
-    store.bind_model(model_name, model.config.embed_dim)
+    if world.is_main:
+        store.bind_model(model_name, model.config.embed_dim)
+    if world.distributed:
+        dist.barrier()
+        store.bind_model(model_name, model.config.embed_dim)
     report = IndexReport()
-    bar = tqdm(desc="indexing", unit="img", disable=not progress)
+    bar = tqdm(desc="indexing", unit="img", disable=not (progress and world.is_main))
     try:
         for root in roots:
             root_key = str(Path(root).expanduser().resolve())
@@ -198,8 +209,10 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
                 pending.clear()
                 skipped.clear()
 
-            for entry in walk(root):
+            for position, entry in enumerate(walk(root)):
                 seen.add(entry.path)
+                if position % world.world_size != world.rank:
+                    continue
                 before = known.get(entry.path)
                 if before is not None and before[0] == entry.size and before[1] == entry.mtime:
                     report.unchanged += 1
@@ -230,12 +243,21 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
                 if len(pending) >= batch_size:
                     flush()
             flush()
+            if world.distributed:
+                dist.barrier()
             removed = [p for p in known if p not in seen]
-            if removed:
+            if removed and world.is_main:
                 store.put([], removed=removed)
                 report.removed += len(removed)
     finally:
         bar.close()
         store.close()
     report.seconds = time.perf_counter() - start
+    if world.distributed:
+        counts = torch.tensor([report.added, report.updated, report.unchanged, report.removed], dtype=torch.int64)
+        dist.all_reduce(counts)
+        report.added, report.updated, report.unchanged, report.removed = (int(c) for c in counts)
+        gathered: list[list[tuple[str, str]]] = [[] for _ in range(world.world_size)]
+        dist.all_gather_object(gathered, report.skipped)
+        report.skipped = sorted(s for part in gathered for s in part)
     return report
