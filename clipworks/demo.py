@@ -42,6 +42,12 @@ def _figure(samples, captions, sims, path: Path, count: int = 12) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--search" in argv:  # the search half: ./run.sh demo --search [FOLDER] [--serve]
+        from clipworks.search.demo import main as search_demo
+
+        argv.remove("--search")
+        return search_demo(argv)
     parser = argparse.ArgumentParser(prog="clipworks.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the figure and JSON go")
     parser.add_argument("--model", default="default", help="model name or checkpoint path")

@@ -186,6 +186,13 @@ def test_tar_shards_and_model_mismatch(tmp_path, model):
     assert item is not None and item.caption == "caption 1" and item.ext == "png"
     with pytest.raises(InputFileError, match="default"):
         store.bind_model("RN-Tiny-64", 128)
+    # export for a vector database: the same vectors, ids and metadata, in the same order
+    store.export(tmp_path / "export")
+    ids, vectors = store.vectors()
+    assert np.array_equal(np.load(tmp_path / "export" / "ids.npy"), ids)
+    assert np.array_equal(np.load(tmp_path / "export" / "vectors.npy"), vectors)
+    lines = [json.loads(x) for x in (tmp_path / "export" / "items.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == ids.tolist() and lines[1]["caption"] == "caption 1"
 
 
 def test_search_cli_errors_are_one_line(tmp_path):
@@ -226,3 +233,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_search_demo_scores_ten_queries_on_generated_scenes(tmp_path):
+    from clipworks.search.demo import main as search_demo
+
+    assert search_demo(["--out", str(tmp_path), "--size", "200"]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert len(result["queries"]) == 10 and result["images"] == 200
+    # each colour-shape pair is in about 3% of scenes: ten random results would score about 0.03
+    assert result["mean_precision@10"] > 0.2
+    assert (tmp_path / "top_results.png").stat().st_size > 10_000

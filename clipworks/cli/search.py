@@ -42,12 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device")
     q.set_defaults(run=run_search)
 
+    e = sub.add_parser("export", help="export a store's vectors and metadata for a vector database",
+                       description="Writes ids.npy, vectors.npy (float32, L2-normalised) and items.jsonl to --out.")
+    e.add_argument("--store", required=True)
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(run=run_export)
+
     v = sub.add_parser("serve", help="serve a store: HTTP API (OpenAPI at /openapi.json) and a search page at /")
     v.add_argument("--store", required=True)
     v.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--device")
     v.set_defaults(run=run_serve)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from clipworks.search.store import Store
+
+    paths = Store(args.store, create=False).export(args.out)
+    print("\n".join(str(p) for p in paths))
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:

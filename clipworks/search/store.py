@@ -248,3 +248,17 @@ class Store:
         return {"items": len(self), "skipped": self.db.execute("SELECT COUNT(*) FROM skipped").fetchone()[0],
                 "model": self.get_meta("model"), "dim": int(self.get_meta("dim") or 0), "version": self.version,
                 "roots": self.roots()}
+
+    @_locked
+    def export(self, out_dir: str | Path) -> list[Path]:
+        """ids.npy, vectors.npy and items.jsonl (one JSON object per item, same order): the neutral bulk-load
+        format for a vector database (Qdrant, Milvus, LanceDB, pgvector) when one machine is not enough."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        ids, vectors = self.vectors()
+        np.save(out / "ids.npy", ids)
+        np.save(out / "vectors.npy", vectors)
+        with (out / "items.jsonl").open("w", encoding="utf-8") as f:
+            for item in self.items(ids):
+                f.write(json.dumps(item.to_json()) + "\n")
+        return [out / "ids.npy", out / "vectors.npy", out / "items.jsonl"]
