@@ -18,7 +18,7 @@ import numpy as np
 
 from clipworks.search.ann import VectorIndex
 
-EF_SEARCH = (16, 64, 128)
+EF_SEARCH = (16, 64, 128, 256)
 K = 10
 
 
