@@ -1,0 +1,1 @@
+"""ClipCap captioning: a CLIP prefix for a GPT-2-style language model."""

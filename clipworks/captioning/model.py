@@ -1,0 +1,181 @@
+"""ClipCap: a mapping network turns a CLIP image embedding into `prefix_length` GPT-2 input embeddings; the LM
+continues the prefix with the caption.
+
+Two variants, as in Mokady et al. (2021): an MLP mapper (one tanh hidden layer) with the LM fine-tuned, and a
+Transformer mapper (the projected CLIP embedding plus learned constant queries through an encoder) with the LM
+frozen. The LM is Hugging Face's GPT-2 architecture, built from a config (any size) or loaded from a local
+GPT-2 checkpoint directory; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clipworks.errors import CheckpointError, ConfigError
+
+MAPPERS = ("mlp", "transformer")
+CONFIG_FILE = "clipcap_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class CaptionerConfig:
+    """Everything needed to rebuild a captioner; `lm` holds GPT2Config fields, `lm_path` a local GPT-2 directory."""
+
+    clip_dim: int
+    clip_model: str = "default"
+    mapper: str = "mlp"
+    prefix_length: int = 10
+    clip_length: int = 10  # Transformer mapper: tokens the CLIP embedding is projected to
+    mapper_layers: int = 4
+    mapper_heads: int = 4
+    freeze_lm: bool = False
+    lm: dict[str, Any] = field(default_factory=lambda: dict(n_layer=4, n_head=4, n_embd=256, n_positions=64))
+    lm_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mapper not in MAPPERS:
+            raise ConfigError(f"mapper {self.mapper!r}: choose one of {', '.join(MAPPERS)}")
+        if self.prefix_length < 1:
+            raise ConfigError(f"prefix_length must be >= 1; got {self.prefix_length}")
+
+
+class MLPMapper(nn.Module):
+    """CLIP embedding -> k x d prefix through one tanh hidden layer of width k*d/2."""
+
+    def __init__(self, clip_dim: int, prefix_length: int, width: int) -> None:
+        super().__init__()
+        self.prefix_length, self.width = prefix_length, width
+        hidden = prefix_length * width // 2
+        self.net = nn.Sequential(nn.Linear(clip_dim, hidden), nn.Tanh(), nn.Linear(hidden, prefix_length * width))
+
+    def forward(self, clip_embedding: torch.Tensor) -> torch.Tensor:
+        return self.net(clip_embedding).view(-1, self.prefix_length, self.width)
+
+
+class TransformerMapper(nn.Module):
+    """CLIP embedding -> `clip_length` tokens, concatenated with k learned constants, through a Transformer
+    encoder; the outputs at the constants' positions are the prefix."""
+
+    def __init__(self, clip_dim: int, prefix_length: int, width: int, clip_length: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.prefix_length, self.clip_length, self.width = prefix_length, clip_length, width
+        self.project = nn.Linear(clip_dim, clip_length * width)
+        self.constants = nn.Parameter(torch.randn(prefix_length, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, clip_embedding: torch.Tensor) -> torch.Tensor:
+        x = self.project(clip_embedding).view(-1, self.clip_length, self.width)
+        x = torch.cat([x, self.constants.expand(x.shape[0], -1, -1)], dim=1)
+        return self.encoder(x)[:, self.clip_length:]
+
+
+def _build_lm(config: CaptionerConfig):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if config.lm_path:
+        path = Path(config.lm_path).expanduser()
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path}: not a GPT-2 checkpoint directory (no config.json)")
+        return GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=50257, **config.lm))
+
+
+class ClipCap(nn.Module):
+    """Mapper + GPT-2. `forward` gives the caption loss; `generate` decodes (see decoding.py)."""
+
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lm = _build_lm(config)
+        width = self.lm.config.n_embd
+        if config.mapper == "mlp":
+            self.mapper: nn.Module = MLPMapper(config.clip_dim, config.prefix_length, width)
+        else:
+            self.mapper = TransformerMapper(config.clip_dim, config.prefix_length, width, config.clip_length,
+                                            config.mapper_layers, config.mapper_heads)
+        if config.freeze_lm:
+            self.lm.requires_grad_(False)
+
+    @property
+    def width(self) -> int:
+        return self.lm.config.n_embd
+
+    def prefix(self, clip_embedding: torch.Tensor) -> torch.Tensor:
+        """[B, k, d] LM input embeddings from [B, clip_dim] CLIP embeddings."""
+        return self.mapper(clip_embedding)
+
+    def forward(self, clip_embedding: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over caption tokens only: positions of the prefix and of padding are not
+        predicted, and padding is masked out of attention. `tokens` end with the end token; `mask` is 1 on
+        real tokens (including that end token) and 0 on padding."""
+        prefix = self.prefix(clip_embedding)
+        embeds = torch.cat([prefix, self.lm.transformer.wte(tokens)], dim=1)
+        attention = torch.cat([torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device), mask], dim=1)
+        logits = self.lm(inputs_embeds=embeds, attention_mask=attention).logits
+        k = prefix.shape[1]
+        predicted = logits[:, k - 1:-1]  # the prefix's last position predicts the first caption token
+        labels = tokens.masked_fill(mask == 0, -100)
+        return F.cross_entropy(predicted.reshape(-1, predicted.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        # GPT-2 ties the output layer to the token embedding: store the shared tensor once.
+        state.pop("lm.lm_head.weight", None)
+        save_file(state, str(out / WEIGHTS_FILE))
+        config = asdict(self.config)
+        config["lm"] = {k: getattr(self.lm.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
+        config["lm_path"] = None  # the weights now hold the LM
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        return out
+
+
+def load_captioner(directory: str | Path, device: str | torch.device | None = None) -> ClipCap:
+    """A captioner saved by `save_pretrained`; a mapper that does not fit the LM's width is a clear error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory).expanduser()
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{path}: no {CONFIG_FILE} (not a clipworks captioner directory)")
+    try:
+        config = CaptionerConfig(**json.loads(config_path.read_text()))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: unreadable captioner config ({exc})") from None
+    model = ClipCap(config)
+    try:
+        state = load_file(str(path / WEIGHTS_FILE))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc})") from None
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise CheckpointError(f"{path / WEIGHTS_FILE}: {key} has shape {tuple(value.shape)}, but a {config.mapper} "
+                                  f"mapper for an LM of width {model.width} needs {tuple(expected[key].shape)}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm.lm_head.weight"]
+    if missing or unexpected:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing {missing[:3]} unexpected {unexpected[:3]}")
+    model.lm.tie_weights()
+    if device is not None:
+        model.to(device)
+    return model.eval()

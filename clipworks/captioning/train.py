@@ -1,0 +1,160 @@
+"""Training ClipCap: CLIP image embeddings are computed once and cached; each step draws captions for a batch
+of cached embeddings and minimises the caption-token cross-entropy. Checkpoints every N steps; `resume`
+continues from the last one with the same batches (each step's draw is seeded by the step)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clipworks.captioning.model import CaptionerConfig, ClipCap
+from clipworks.captioning.tokenizer import gpt2_tokenizer
+from clipworks.errors import CheckpointError, InputFileError
+
+
+@dataclass
+class CaptionTrainConfig:
+    out: str
+    clip_model: str = "default"
+    data: str = "world"
+    data_options: dict[str, Any] = field(default_factory=lambda: {"size": 20000})
+    mapper: str = "mlp"
+    prefix_length: int = 10
+    freeze_lm: bool = False
+    lm: dict[str, Any] = field(default_factory=lambda: dict(n_layer=4, n_head=4, n_embd=256, n_positions=64))
+    lm_path: str | None = None
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    max_tokens: int = 24
+    seed: int = 0
+    checkpoint_every: int = 500
+
+
+def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_dir: Path,
+                    progress: bool = True) -> tuple[np.ndarray, list[list[str]]]:
+    """(CLIP image embeddings [N, D], captions per item) for a data source, computed once per (model, data)."""
+    from tqdm import tqdm
+
+    from clipworks.data import open_pairs
+    from clipworks.data.types import Sample
+    from clipworks.evaluation.features import embed_images
+    from clipworks.model.factory import create_model
+
+    key = hashlib.sha256(json.dumps([clip_model, data, options], sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"clip-embeddings-{key}.npz"
+    if path.exists():
+        cached = np.load(path, allow_pickle=False)
+        return cached["embeddings"], json.loads(str(cached["captions"]))
+    dataset = open_pairs(data, **options)
+    model, preprocess = create_model(clip_model, device="cpu")
+    embeddings, captions = [], []
+    batch: list = []
+    items = range(len(dataset))
+    for i in tqdm(items, desc="CLIP embeddings", unit="img", disable=not progress):
+        item = dataset[i]
+        if not isinstance(item, Sample) or not item.captions:
+            continue
+        batch.append(item)
+        if len(batch) == 256 or i == len(dataset) - 1:
+            embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
+            captions += [s.captions for s in batch]
+            batch = []
+    if batch:
+        embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
+        captions += [s.captions for s in batch]
+    if not captions:
+        raise InputFileError(f"{data}: no image with a caption to train on")
+    matrix = np.concatenate(embeddings).astype(np.float32)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, embeddings=matrix, captions=json.dumps(captions))
+    tmp.replace(path)
+    return matrix, captions
+
+
+def encode_captions(tokenizer, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, mask) [B, T]: each caption's ids then the end token, cut at max_tokens, padded with mask 0."""
+    eos = tokenizer.eos_token_id
+    rows = [tokenizer(t)["input_ids"][: max_tokens - 1] + [eos] for t in texts]
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), eos, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return tokens, mask
+
+
+def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: bool = True,
+                    stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or continue) a captioner into `cfg.out`: checkpoint.pt, model/, metrics.jsonl.
+    `stop_after` ends this call after that many steps (with a checkpoint); `resume` continues it."""
+    from tqdm import tqdm
+
+    from clipworks.training.schedule import warmup_cosine
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    embeddings, captions = embedding_cache(cfg.clip_model, cfg.data, cfg.data_options, out.parent / ".clipcap-cache", progress)
+    torch.manual_seed(cfg.seed)
+    model = ClipCap(CaptionerConfig(clip_dim=embeddings.shape[1], clip_model=cfg.clip_model, mapper=cfg.mapper,
+                                    prefix_length=cfg.prefix_length, freeze_lm=cfg.freeze_lm, lm=cfg.lm,
+                                    lm_path=cfg.lm_path))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    start = 0
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        if not ckpt.exists():
+            raise CheckpointError(f"{ckpt}: nothing to resume from")
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        torch.set_rng_state(state["rng"])  # dropout continues as it would have
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    tokenizer = gpt2_tokenizer()
+    emb = torch.from_numpy(embeddings)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=start, desc="caption train", unit="step", disable=not progress)
+    t0 = time.perf_counter()
+    loss_value = float("nan")
+    stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    for step in range(start, stop):
+        rng = np.random.default_rng([cfg.seed, step])
+        idx = rng.integers(0, len(captions), cfg.batch_size)
+        texts = [captions[i][rng.integers(0, len(captions[i]))] for i in idx]
+        tokens, mask = encode_captions(tokenizer, texts, cfg.max_tokens)
+        for g in optimizer.param_groups:
+            g["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps, cfg.lr * 0.01)
+        loss = model(emb[idx], tokens, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        loss_value = loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
+            with (out / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps({"step": step + 1, "loss": round(loss_value, 5)}) + "\n")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 in (cfg.steps, stop):
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
+                        "rng": torch.get_rng_state()}, tmp)
+            tmp.replace(ckpt)
+    bar.close()
+    if stop == cfg.steps:
+        model.eval()
+        model.save_pretrained(out / "model")
+    return {"steps": stop, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
+            "parameters": model.parameter_counts(), "out": str(out)}
