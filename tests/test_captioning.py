@@ -96,3 +96,22 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     resumed = train_captioner(split_cfg, resume=True, progress=False)
     again = [json.loads(x)["loss"] for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert resumed["final_loss"] == pytest.approx(full["final_loss"], rel=1e-6) and again == losses
+
+
+def test_caption_cli_bad_input(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    _model().save_pretrained(tmp_path / "cap")
+    cases = [([str(bad), "--captioner", str(tmp_path / "cap")], "bad.png"),
+             ([str(bad)], "--captioner DIR is required"),
+             (["train"], "--out DIR is required")]
+    for args, expected in cases:
+        proc = subprocess.run([sys.executable, "-m", "clipworks.cli.main", "caption", *args], env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

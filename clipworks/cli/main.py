@@ -6,10 +6,10 @@ import argparse
 import sys
 import warnings
 
-from clipworks.cli import embed, evaluate, models, search, similarity, train
+from clipworks.cli import caption, embed, evaluate, models, search, similarity, train
 from clipworks.errors import ClipworksError
 
-SUBCOMMANDS = (models, embed, similarity, train, evaluate, search)
+SUBCOMMANDS = (models, embed, similarity, train, evaluate, search, caption)
 
 
 def build_parser() -> argparse.ArgumentParser:
