@@ -20,13 +20,13 @@ def _next_logits(model: ClipCap, prefix: torch.Tensor, tokens: torch.Tensor) -> 
 @torch.inference_mode()
 def generate(model: ClipCap, clip_embedding: torch.Tensor, method: str = "beam", max_tokens: int = 30,
              beam_width: int = 5, top_p: float = 0.9, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
-    """Token ids (without the end token) for each row of `clip_embedding` [B, clip_dim]."""
+    """GPT-2 token ids (without the end token) for each row of `clip_embedding` [B, clip_dim]."""
     if method not in METHODS:
         raise ValueError(f"decoding method {method!r}: choose one of {', '.join(METHODS)}")
-    eos = model.lm.config.eos_token_id if model.lm.config.eos_token_id is not None else 50256
+    eos = model.vocab.eos
     prefix = model.prefix(clip_embedding)
     if method == "beam":
-        return [_beam(model, prefix[i:i + 1], eos, max_tokens, beam_width) for i in range(prefix.shape[0])]
+        return [model.vocab.decode(_beam(model, prefix[i:i + 1], eos, max_tokens, beam_width)) for i in range(prefix.shape[0])]
     generator = torch.Generator(device=prefix.device).manual_seed(seed)
     batch = prefix.shape[0]
     tokens = torch.empty(batch, 0, dtype=torch.long, device=prefix.device)
@@ -49,7 +49,7 @@ def generate(model: ClipCap, clip_embedding: torch.Tensor, method: str = "beam",
             break
     out = []
     for row in tokens.tolist():
-        out.append(row[: row.index(eos)] if eos in row else row)
+        out.append(model.vocab.decode(row[: row.index(eos)] if eos in row else row))
     return out
 
 

@@ -39,6 +39,9 @@ class CaptionerConfig:
     freeze_lm: bool = False
     lm: dict[str, Any] = field(default_factory=lambda: dict(n_layer=4, n_head=4, n_embd=256, n_positions=64))
     lm_path: str | None = None
+    # A compact vocabulary: the GPT-2 ids the LM knows (its id i is GPT-2 id vocab[i]); None = all 50,257.
+    # GPT-2's BPE still tokenizes; captions of a small world need a few hundred of its tokens, not 50,257.
+    vocab: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.mapper not in MAPPERS:
@@ -79,6 +82,35 @@ class TransformerMapper(nn.Module):
         return self.encoder(x)[:, self.clip_length:]
 
 
+GPT2_EOS = 50256
+
+
+class Vocabulary:
+    """GPT-2 ids <-> the LM's ids (identity without a compact vocabulary); unknown tokens map to end-of-text."""
+
+    def __init__(self, gpt2_ids: list[int] | None) -> None:
+        self.gpt2_ids = gpt2_ids
+        self.to_lm = {g: i for i, g in enumerate(gpt2_ids)} if gpt2_ids is not None else None
+        self.eos = self.to_lm[GPT2_EOS] if self.to_lm is not None else GPT2_EOS
+
+    def __len__(self) -> int:
+        return len(self.gpt2_ids) if self.gpt2_ids is not None else 50257
+
+    def encode(self, ids: list[int]) -> list[int]:
+        return ids if self.to_lm is None else [self.to_lm.get(i, self.eos) for i in ids]
+
+    def decode(self, ids: list[int]) -> list[int]:
+        return ids if self.gpt2_ids is None else [self.gpt2_ids[i] for i in ids]
+
+    @staticmethod
+    def from_captions(texts: list[str], tokenizer) -> list[int]:
+        """The sorted GPT-2 ids used by `texts`, plus end-of-text."""
+        used = {GPT2_EOS}
+        for t in texts:
+            used.update(tokenizer(t)["input_ids"])
+        return sorted(used)
+
+
 def _build_lm(config: CaptionerConfig):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -87,7 +119,8 @@ def _build_lm(config: CaptionerConfig):
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path}: not a GPT-2 checkpoint directory (no config.json)")
         return GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=50257, **config.lm))
+    vocab = Vocabulary(config.vocab)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), bos_token_id=vocab.eos, eos_token_id=vocab.eos, **config.lm))
 
 
 class ClipCap(nn.Module):
@@ -96,6 +129,7 @@ class ClipCap(nn.Module):
     def __init__(self, config: CaptionerConfig) -> None:
         super().__init__()
         self.config = config
+        self.vocab = Vocabulary(config.vocab)
         self.lm = _build_lm(config)
         width = self.lm.config.n_embd
         if config.mapper == "mlp":

@@ -30,6 +30,7 @@ class CaptionTrainConfig:
     freeze_lm: bool = False
     lm: dict[str, Any] = field(default_factory=lambda: dict(n_layer=4, n_head=4, n_embd=256, n_positions=64))
     lm_path: str | None = None
+    compact_vocab: bool = True  # an LM over the GPT-2 tokens the training captions use (see model.Vocabulary)
     steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
@@ -81,10 +82,12 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
     return matrix, captions
 
 
-def encode_captions(tokenizer, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens, mask) [B, T]: each caption's ids then the end token, cut at max_tokens, padded with mask 0."""
-    eos = tokenizer.eos_token_id
-    rows = [tokenizer(t)["input_ids"][: max_tokens - 1] + [eos] for t in texts]
+def encode_captions(tokenizer, texts: list[str], max_tokens: int, vocab=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, mask) [B, T]: each caption's ids then the end token, cut at max_tokens, padded with mask 0.
+    With `vocab` (a model.Vocabulary) the ids are the LM's compact ids."""
+    eos = tokenizer.eos_token_id if vocab is None else vocab.eos
+    rows = [tokenizer(t)["input_ids"][: max_tokens - 1] for t in texts]
+    rows = [(r if vocab is None else vocab.encode(r)) + [eos] for r in rows]
     width = max(len(r) for r in rows)
     tokens = torch.full((len(rows), width), eos, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -105,10 +108,16 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     embeddings, captions = embedding_cache(cfg.clip_model, cfg.data, cfg.data_options, out.parent / ".clipcap-cache", progress)
+    tokenizer = gpt2_tokenizer()
+    vocab = None
+    if cfg.compact_vocab and not cfg.lm_path:
+        from clipworks.captioning.model import Vocabulary
+
+        vocab = Vocabulary.from_captions(sorted({c for cs in captions for c in cs}), tokenizer)
     torch.manual_seed(cfg.seed)
     model = ClipCap(CaptionerConfig(clip_dim=embeddings.shape[1], clip_model=cfg.clip_model, mapper=cfg.mapper,
                                     prefix_length=cfg.prefix_length, freeze_lm=cfg.freeze_lm, lm=cfg.lm,
-                                    lm_path=cfg.lm_path))
+                                    lm_path=cfg.lm_path, vocab=vocab))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     start = 0
@@ -122,7 +131,6 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
         start = int(state["step"])
         torch.set_rng_state(state["rng"])  # dropout continues as it would have
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    tokenizer = gpt2_tokenizer()
     emb = torch.from_numpy(embeddings)
     model.train()
     bar = tqdm(total=cfg.steps, initial=start, desc="caption train", unit="step", disable=not progress)
@@ -133,7 +141,7 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.integers(0, len(captions), cfg.batch_size)
         texts = [captions[i][rng.integers(0, len(captions[i]))] for i in idx]
-        tokens, mask = encode_captions(tokenizer, texts, cfg.max_tokens)
+        tokens, mask = encode_captions(tokenizer, texts, cfg.max_tokens, model.vocab)
         for g in optimizer.param_groups:
             g["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps, cfg.lr * 0.01)
         loss = model(emb[idx], tokens, mask)
