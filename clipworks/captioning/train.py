@@ -31,6 +31,9 @@ class CaptionTrainConfig:
     lm: dict[str, Any] = field(default_factory=lambda: dict(n_layer=4, n_head=4, n_embd=256, n_positions=64))
     lm_path: str | None = None
     compact_vocab: bool = True  # an LM over the GPT-2 tokens the training captions use (see model.Vocabulary)
+    # Text-only pre-training of the LM on the training captions before the captioner is trained (our stand-in
+    # for a pretrained GPT-2, which cannot be downloaded here); cached and shared by runs with the same LM.
+    lm_pretrain_steps: int = 0
     steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
@@ -97,6 +100,46 @@ def encode_captions(tokenizer, texts: list[str], max_tokens: int, vocab=None) ->
     return tokens, mask
 
 
+def _pretrained_lm(cfg: CaptionTrainConfig, model: ClipCap, captions: list[list[str]], tokenizer, cache_dir: Path,
+                   progress: bool) -> dict[str, torch.Tensor]:
+    """The LM's weights after `lm_pretrain_steps` of next-token prediction on the captions alone."""
+    from tqdm import tqdm
+
+    from clipworks.training.schedule import warmup_cosine
+
+    key = hashlib.sha256(json.dumps([cfg.clip_model, cfg.data, cfg.data_options, cfg.lm, model.config.vocab,
+                                     cfg.lm_pretrain_steps, cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"lm-{key}.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    lm = model.lm
+    lm.requires_grad_(True)
+    lm.train()
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.01)
+    eos = model.vocab.eos
+    for step in tqdm(range(cfg.lm_pretrain_steps), desc="LM pre-training", unit="step", disable=not progress):
+        rng = np.random.default_rng([cfg.seed, 10**6 + step])
+        idx = rng.integers(0, len(captions), cfg.batch_size)
+        tokens, mask = encode_captions(tokenizer, [captions[i][rng.integers(0, len(captions[i]))] for i in idx],
+                                       cfg.max_tokens, model.vocab)
+        inputs = torch.cat([torch.full((len(idx), 1), eos), tokens[:, :-1]], dim=1)
+        attention = torch.cat([torch.ones(len(idx), 1, dtype=mask.dtype), mask[:, :-1]], dim=1)
+        logits = lm(input_ids=inputs, attention_mask=attention).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 tokens.masked_fill(mask == 0, -100).reshape(-1), ignore_index=-100)
+        for g in optimizer.param_groups:
+            g["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.lm_pretrain_steps, cfg.lr * 0.01)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    state = {k: v.detach().clone() for k, v in lm.state_dict().items()}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return state
+
+
 def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: bool = True,
                     stop_after: int | None = None) -> dict[str, Any]:
     """Train (or continue) a captioner into `cfg.out`: checkpoint.pt, model/, metrics.jsonl.
@@ -118,6 +161,10 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
     model = ClipCap(CaptionerConfig(clip_dim=embeddings.shape[1], clip_model=cfg.clip_model, mapper=cfg.mapper,
                                     prefix_length=cfg.prefix_length, freeze_lm=cfg.freeze_lm, lm=cfg.lm,
                                     lm_path=cfg.lm_path, vocab=vocab))
+    if cfg.lm_pretrain_steps and not resume:
+        model.lm.load_state_dict(_pretrained_lm(cfg, model, captions, tokenizer, out.parent / ".clipcap-cache", progress))
+        if cfg.freeze_lm:
+            model.lm.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     start = 0
