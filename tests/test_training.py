@@ -152,7 +152,7 @@ def test_resume_continues_exactly(tmp_path):
 def test_training_on_world_hard_negatives(tmp_path):
     summary = train(_cfg(tmp_path / "neg", data_options={"size": 64, "hard_negatives": True}, steps=2), progress=False)
     losses = [r["loss"] for r in read_metrics(tmp_path / "neg" / "metrics.jsonl")]
-    assert summary["steps"] == 2 and len(losses) == 2 and all(l == l and l > 0 for l in losses)
+    assert summary["steps"] == 2 and len(losses) == 2 and all(v == v and v > 0 for v in losses)
     # Same images, captions and weights without the negatives: extra columns can only raise the first loss.
     train(_cfg(tmp_path / "plain", data_options={"size": 64}, steps=1), progress=False)
     plain = read_metrics(tmp_path / "plain" / "metrics.jsonl")[0]["loss"]

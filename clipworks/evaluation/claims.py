@@ -359,7 +359,7 @@ def findings(results: dict[str, Any]) -> list[str]:
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:
-    figures = _figures(results, out)
+    _figures(results, out)  # the PNGs the Markdown below links to
     lines = ["# The CLIP paper's claims, measured on clipworks' own worlds", "",
              f"Model: `{results['model']}`. Command: `{results['command']}`. Wall time {results['wall_time_s']:.0f} s.",
              "", "## Findings", ""]
