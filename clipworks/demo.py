@@ -54,13 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="held-out scenes per task")
     args = parser.parse_args(argv)
 
-    from clipworks.errors import ClipworksError
+    from clipworks.errors import report_errors
 
-    try:
-        return _run(args)
-    except ClipworksError as exc:
-        print(f"clipworks: error: {exc}", file=sys.stderr)
-        return 1
+    return report_errors(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -19,3 +19,15 @@ class ConfigError(ClipworksError):
 
 class ContextLengthError(ClipworksError):
     """A text does not fit the text tower's context length and truncation was refused."""
+
+
+def report_errors(run, *args) -> int:
+    """`run(*args)`, with a ClipworksError turned into one 'clipworks: error: ...' line on stderr and status 1
+    (for entry points outside the `clipworks` command, such as the demos)."""
+    import sys
+
+    try:
+        return run(*args)
+    except ClipworksError as exc:
+        print(f"clipworks: error: {exc}", file=sys.stderr)
+        return 1

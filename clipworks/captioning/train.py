@@ -68,7 +68,7 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
         if not isinstance(item, Sample) or not item.captions:
             continue
         batch.append(item)
-        if len(batch) == 256 or i == len(dataset) - 1:
+        if len(batch) == 256:
             embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
             captions += [s.captions for s in batch]
             batch = []

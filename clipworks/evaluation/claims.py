@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from clipworks.evaluation.datasets import load_classification
 from clipworks.evaluation.features import embed_images
 from clipworks.evaluation.probe import few_shot, linear_probe
-from clipworks.evaluation.zeroshot import build_classifier, candidate_logits, classification_metrics, load_templates
+from clipworks.evaluation.tasks import probe_features, zero_shot_logits
+from clipworks.evaluation.zeroshot import build_classifier, classification_metrics, load_templates
 
 PROMPT_DATA = ("world-shape", "world-colour", "world-size", "world-count", "digits")
 FEWSHOT_DATA = ("world-shape", "world-colour", "digits")
@@ -73,14 +74,9 @@ def prompt_claim(model, preprocess, tokenizer, n: int) -> dict[str, dict[str, fl
 def probe_claim(model, preprocess, tokenizer, n: int, shots: tuple[int, ...], seeds: int) -> dict[str, Any]:
     out = {}
     for name in FEWSHOT_DATA:
-        train = load_classification(name, split="train", n=n)
-        test = load_classification(name, split="test", n=n)
-        xtr = embed_images(model, preprocess, train.images).double().numpy()
-        xte_t = embed_images(model, preprocess, test.images)
-        xte = xte_t.double().numpy()
-        zs = classification_metrics(xte_t @ build_classifier(model, tokenizer, test.classnames,
-                                                             load_templates(test.templates)),
-                                    torch.from_numpy(test.labels))["top1"]
+        train, xtr, test, xte = probe_features(model, preprocess, name, n)
+        logits, _ = zero_shot_logits(model, tokenizer, torch.from_numpy(xte).float(), test)
+        zs = classification_metrics(logits, torch.from_numpy(test.labels))["top1"]
         curve = few_shot(xtr, train.labels, xte, test.labels, len(test.classnames), shots=shots, seeds=tuple(range(seeds)))
         full = linear_probe(xtr, train.labels, xte, test.labels, len(test.classnames))
         crossing = next((int(k) for k, v in curve.items() if v["top1_mean"] >= zs), None)
@@ -223,17 +219,10 @@ def efficiency_claim(steps: int, batch_size: int, eval_every: int, n_eval: int, 
 def failure_claim(model, preprocess, tokenizer, n: int) -> list[dict[str, Any]]:
     rows = []
     for label, name in FAILURE_DATA:
-        test = load_classification(name, split="test", n=n)
-        train = load_classification(name, split="train", n=n)
-        xte_t = embed_images(model, preprocess, test.images)
-        labels = torch.from_numpy(test.labels)
-        if test.prompts is not None:
-            logits = candidate_logits(model, tokenizer, xte_t, test.prompts)
-        else:
-            logits = xte_t @ build_classifier(model, tokenizer, test.classnames, load_templates(test.templates))
-        zs = classification_metrics(logits, labels)["top1"]
-        xtr = embed_images(model, preprocess, train.images).double().numpy()
-        probe = linear_probe(xtr, train.labels, xte_t.double().numpy(), test.labels, len(test.classnames))
+        train, xtr, test, xte = probe_features(model, preprocess, name, n)
+        logits, _ = zero_shot_logits(model, tokenizer, torch.from_numpy(xte).float(), test)
+        zs = classification_metrics(logits, torch.from_numpy(test.labels))["top1"]
+        probe = linear_probe(xtr, train.labels, xte, test.labels, len(test.classnames))
         rows.append({"what": label, "data": name, "zero_shot": zs, "linear_probe": probe["metrics"]["top1"],
                      "chance": 1.0 / len(test.classnames), "classes": len(test.classnames)})
     return rows
@@ -244,7 +233,14 @@ def failure_claim(model, preprocess, tokenizer, n: int) -> list[dict[str, Any]]:
 
 def _figures(results: dict[str, Any], out: Path) -> list[str]:
     plt = _plt()
-    names = []
+    names: list[str] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        names.append(name)
+
     # claim 1
     prompts = results["prompts"]
     labels = [k for k in next(iter(prompts.values())) if k != "engineered prompt"]
@@ -256,10 +252,7 @@ def _figures(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("zero-shot top-1")
     ax.legend(fontsize=7)
     ax.set_title("Claim 1: prompts")
-    fig.tight_layout()
-    fig.savefig(out / "claim1_prompts.png", dpi=120)
-    plt.close(fig)
-    names.append("claim1_prompts.png")
+    save(fig, "claim1_prompts.png")
     # claim 2
     probe = results["probe"]
     fig, axes = plt.subplots(1, len(probe), figsize=(4 * len(probe), 3.5))
@@ -276,10 +269,7 @@ def _figures(results: dict[str, Any], out: Path) -> list[str]:
     np.atleast_1d(axes)[0].set_ylabel("top-1")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.suptitle("Claim 2: few-shot linear probe vs zero-shot")
-    fig.tight_layout()
-    fig.savefig(out / "claim2_fewshot.png", dpi=120)
-    plt.close(fig)
-    names.append("claim2_fewshot.png")
+    save(fig, "claim2_fewshot.png")
     # claim 3
     eff = results["efficiency"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -292,10 +282,7 @@ def _figures(results: dict[str, Any], out: Path) -> list[str]:
     axes[0].set_ylabel("top-1")
     axes[0].legend(fontsize=8)
     fig.suptitle("Claim 3: contrastive vs predictive objective, same image tower and batches")
-    fig.tight_layout()
-    fig.savefig(out / "claim3_efficiency.png", dpi=120)
-    plt.close(fig)
-    names.append("claim3_efficiency.png")
+    save(fig, "claim3_efficiency.png")
     # claim 4
     fails = results["failures"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -307,10 +294,7 @@ def _figures(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("top-1")
     ax.legend(fontsize=7)
     ax.set_title("Claim 4: where zero-shot fails")
-    fig.tight_layout()
-    fig.savefig(out / "claim4_failures.png", dpi=120)
-    plt.close(fig)
-    names.append("claim4_failures.png")
+    save(fig, "claim4_failures.png")
     return names
 
 

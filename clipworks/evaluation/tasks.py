@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from clipworks.errors import InputFileError
-from clipworks.evaluation.datasets import load_classification, load_retrieval
+from clipworks.evaluation.datasets import ClassificationSet, load_classification, load_retrieval
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.evaluation.probe import SHOTS, few_shot, linear_probe
 from clipworks.evaluation.retrieval import retrieval_metrics
@@ -42,11 +42,7 @@ def zeroshot(model: CLIP, preprocess: Callable, tokenizer: Callable, data: str, 
     ds = load_classification(data, split="eval", n=n)
     features = embed_images(model, preprocess, ds.images, progress=progress)
     labels = torch.from_numpy(ds.labels)
-    if ds.prompts is not None and templates is None:
-        logits, used = candidate_logits(model, tokenizer, features, ds.prompts), "per-image candidates"
-    else:
-        used = templates or ds.templates
-        logits = features @ build_classifier(model, tokenizer, ds.classnames, load_templates(used))
+    logits, used = zero_shot_logits(model, tokenizer, features, ds, templates)
     matrix = confusion_matrix(logits.argmax(dim=1), labels, len(ds.classnames))
     out: dict[str, Any] = {"metrics": classification_metrics(logits, labels), "templates": used,
                            "classnames": ds.classnames, "confusion": matrix.tolist(), "n": len(ds.labels),
@@ -58,23 +54,38 @@ def zeroshot(model: CLIP, preprocess: Callable, tokenizer: Callable, data: str, 
     return out
 
 
-def _probe_features(model, preprocess, data: str, n: int | None, progress: bool):
+def zero_shot_logits(model: CLIP, tokenizer: Callable, features: torch.Tensor, ds: ClassificationSet,
+                     templates: str | None = None) -> tuple[torch.Tensor, str]:
+    """(logits, what was scored): each image against its own candidates where the data set has them (and no
+    templates are asked for), else against class names x templates (the data set's own set by default)."""
+    if ds.prompts is not None and templates is None:
+        return candidate_logits(model, tokenizer, features, ds.prompts), "per-image candidates"
+    used = templates or ds.templates
+    return features @ build_classifier(model, tokenizer, ds.classnames, load_templates(used)), used
+
+
+def probe_features(model: CLIP, preprocess: Callable, data: str, n: int | None = None, progress: bool = False
+                   ) -> tuple[ClassificationSet, np.ndarray, ClassificationSet, np.ndarray]:
+    """(train set, its features, test set, its features) with float64 features, as the probes take them."""
     train = load_classification(data, split="train", n=n)
     test = load_classification(data, split="test", n=n)
     if train.classnames != test.classnames:
         raise InputFileError(f"{data}: train and test have different classes")
     x_train = embed_images(model, preprocess, train.images, progress=progress).numpy().astype(np.float64)
     x_test = embed_images(model, preprocess, test.images, progress=progress).numpy().astype(np.float64)
-    skipped = {k: train.skipped.get(k, 0) + test.skipped.get(k, 0) for k in {*train.skipped, *test.skipped}}
-    return x_train, train.labels, x_test, test.labels, train.classnames, skipped
+    return train, x_train, test, x_test
+
+
+def _skipped(train: ClassificationSet, test: ClassificationSet) -> dict[str, int]:
+    return {k: train.skipped.get(k, 0) + test.skipped.get(k, 0) for k in {*train.skipped, *test.skipped}}
 
 
 def probe(model: CLIP, preprocess: Callable, tokenizer: Callable, data: str, n: int | None = None,
           plot_dir: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Linear probe with C swept on a validation split of the training images."""
-    x_train, y_train, x_test, y_test, classnames, skipped = _probe_features(model, preprocess, data, n, progress)
-    out = linear_probe(x_train, y_train, x_test, y_test, len(classnames))
-    out.update(classnames=classnames, chance=1.0 / len(classnames), skipped=skipped)
+    train, x_train, test, x_test = probe_features(model, preprocess, data, n, progress)
+    out = linear_probe(x_train, train.labels, x_test, test.labels, len(test.classnames))
+    out.update(classnames=test.classnames, chance=1.0 / len(test.classnames), skipped=_skipped(train, test))
     return out
 
 
@@ -82,12 +93,13 @@ def fewshot(model: CLIP, preprocess: Callable, tokenizer: Callable, data: str, n
             shots: Sequence[int] = SHOTS, seeds: int = 5, plot_dir: Path | None = None,
             progress: bool = False) -> dict[str, Any]:
     """k-shot linear probes, k in `shots`, each repeated over `seeds` draws; mean and std of top-1."""
-    x_train, y_train, x_test, y_test, classnames, skipped = _probe_features(model, preprocess, data, n, progress)
-    per_k = few_shot(x_train, y_train, x_test, y_test, len(classnames), shots=shots, seeds=tuple(range(seeds)))
+    train, x_train, test, x_test = probe_features(model, preprocess, data, n, progress)
+    classnames = test.classnames
+    per_k = few_shot(x_train, train.labels, x_test, test.labels, len(classnames), shots=shots, seeds=tuple(range(seeds)))
     metrics = {f"{k}shot_top1": v["top1_mean"] for k, v in per_k.items()}
     metrics.update({f"{k}shot_top1_std": v["top1_std"] for k, v in per_k.items()})
     return {"metrics": metrics, "shots": per_k, "classnames": classnames, "chance": 1.0 / len(classnames),
-            "skipped": skipped}
+            "skipped": _skipped(train, test)}
 
 
 def retrieval(model: CLIP, preprocess: Callable, tokenizer: Callable, data: str, n: int | None = None,

@@ -66,13 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
-    from clipworks.errors import ClipworksError
+    from clipworks.errors import report_errors
 
-    try:
-        return _run(args)
-    except ClipworksError as exc:
-        print(f"clipworks: error: {exc}", file=sys.stderr)
-        return 1
+    return report_errors(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from clipworks.errors import InputFileError
+from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.search.ann import VectorIndex
 from clipworks.search.store import Item, Store
 
@@ -91,20 +92,12 @@ class SearchEngine:
     # ------------------------------------------------------------ embeddings of queries
 
     def embed_text(self, text: str) -> np.ndarray:
-        import torch
-
         if not text.strip():
             raise InputFileError("empty text query")
-        with torch.inference_mode():
-            tokens = self.tokenizer([text]).to(self.model.device)
-            return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
+        return embed_texts(self.model, self.tokenizer, [text]).numpy()[0]
 
     def embed_image(self, image) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            pixels = self.preprocess(image).unsqueeze(0).to(self.model.device)
-            return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()[0]
+        return embed_images(self.model, self.preprocess, [image]).numpy()[0]
 
     def embedding_of(self, item_id: int) -> np.ndarray:
         """The stored embedding of an indexed item ("more like this")."""
@@ -161,13 +154,6 @@ class SearchEngine:
             bank = [c for c in captions if c.strip()]
             if not bank:
                 raise InputFileError("the caption list is empty")
-        import torch
-
-        feats = []
-        with torch.inference_mode():
-            for start in range(0, len(bank), 256):
-                tokens = self.tokenizer(bank[start:start + 256]).to(self.model.device)
-                feats.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
-        scores = np.concatenate(feats) @ np.asarray(image_embedding, dtype=np.float32)
+        scores = embed_texts(self.model, self.tokenizer, bank).numpy() @ np.asarray(image_embedding, dtype=np.float32)
         order = np.argsort(-scores)[:k]
         return [(bank[i], float(scores[i])) for i in order]

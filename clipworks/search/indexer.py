@@ -22,7 +22,7 @@ from typing import Any
 
 from clipworks.data.readers import IMAGE_EXTENSIONS, _split_member_name, read_caption_file
 from clipworks.errors import InputFileError
-from clipworks.search.store import Store
+from clipworks.search.store import Store, inside_roots
 
 
 @dataclass
@@ -142,11 +142,6 @@ def walk(root: str | Path) -> Iterator[FileEntry]:
                                 lambda p=p: _sidecar_caption(p), lambda p=p: _sidecar_json(p))
 
 
-def _inside_root(path: str, root: str) -> bool:
-    real, base = os.path.realpath(path), os.path.realpath(root)
-    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
-
-
 def _row(entry: FileEntry, data: bytes, image) -> dict[str, Any]:
     inner = entry.path.split("::", 1)[-1]
     folder = os.path.dirname(entry.path) if "::" not in entry.path else entry.path.split("::", 1)[0]
@@ -166,6 +161,7 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
     import torch.distributed as dist
     from tqdm import tqdm
 
+    from clipworks.evaluation.features import embed_images
     from clipworks.model.transforms import decode_image
     from clipworks.training.distributed import init_distributed
 
@@ -194,9 +190,7 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
             def flush() -> None:
                 rows = []
                 if pending:
-                    pixels = torch.stack([preprocess(img) for _, _, img in pending]).to(model.device)
-                    with torch.inference_mode():
-                        emb = model.encode_image(pixels, normalize=True).float().cpu().numpy()
+                    emb = embed_images(model, preprocess, [img for _, _, img in pending], batch_size=len(pending)).numpy()
                     for (entry, data, img), vec in zip(pending, emb):
                         rows.append({**_row(entry, data, img), "embedding": vec})
                         if entry.path in known:
@@ -219,7 +213,7 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
                     if before[2] is None:
                         report.skipped.append((entry.path, "unchanged since it was skipped"))
                     continue
-                if "::" not in entry.path and not _inside_root(entry.path, root_key):
+                if "::" not in entry.path and not inside_roots(entry.path, [root_key]):
                     skipped.append({"path": entry.path, "root": root_key, "size": entry.size, "mtime": entry.mtime,
                                     "reason": "a symlink to a file outside the indexed folder"})
                     continue

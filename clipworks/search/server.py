@@ -19,21 +19,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from clipworks.errors import InputFileError
 from clipworks.search.engine import Filters, Hit, SearchEngine
+from clipworks.search.store import inside_roots
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_K = 200
 MEDIA_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
                "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff"}
-
-
-def _inside(path: str, roots: list[str]) -> bool:
-    """True when the real path of `path` lies inside the real path of one of `roots`."""
-    real = os.path.realpath(path)
-    for root in roots:
-        base = os.path.realpath(root)
-        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
-            return True
-    return False
 
 
 def _date(text: str | None, name: str) -> float | None:
@@ -119,7 +110,7 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
     def serve_file(path: str) -> Response:
         roots = engine.store.roots()
         outer = path.split("::", 1)[0]
-        if not _inside(outer, roots):
+        if not inside_roots(outer, roots):
             raise HTTPException(403, "outside the indexed folders")
         ext = Path(path.split("::", 1)[-1]).suffix.lower().lstrip(".")
         try:

@@ -8,6 +8,7 @@ store is always consistent; paths are unique, so a re-run can never duplicate an
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,16 @@ CREATE INDEX IF NOT EXISTS items_folder ON items(folder);
 CREATE INDEX IF NOT EXISTS items_mtime ON items(mtime);
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, root TEXT NOT NULL, size INTEGER, mtime REAL, reason TEXT);
 """
+
+
+def inside_roots(path: str, roots: Sequence[str]) -> bool:
+    """True when the real path of `path` (symlinks resolved) lies inside the real path of one of `roots`."""
+    real = os.path.realpath(path)
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
 
 
 @dataclass
