@@ -171,12 +171,12 @@ def index(roots: Sequence[str | Path], store_dir: str | Path, model_name: str = 
         from clipworks.model.factory import create_model
 
         model, preprocess = create_model(model_name, device=device)
+    if world.distributed and not world.is_main:
+        dist.barrier()  # rank 0 creates the store and binds the model first
     store = Store(store_dir)
-    if world.is_main:
-        store.bind_model(model_name, model.config.embed_dim)
-    if world.distributed:
+    store.bind_model(model_name, model.config.embed_dim)
+    if world.distributed and world.is_main:
         dist.barrier()
-        store.bind_model(model_name, model.config.embed_dim)
     report = IndexReport()
     bar = tqdm(desc="indexing", unit="img", disable=not (progress and world.is_main))
     try:

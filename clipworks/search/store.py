@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,11 +108,24 @@ class Store:
         self.lock = threading.RLock()  # one connection shared by a server's threads: one statement at a time
         try:
             self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            self._setup(time.monotonic() + 30)
         except sqlite3.DatabaseError as exc:
             raise InputFileError(f"{path}: not a usable store ({exc})") from None
+
+    def _setup(self, deadline: float) -> None:
+        """Switch to WAL and create the tables; another process opening the same new store at the same moment
+        (torchrun ranks, a server beside the indexer) can hold the lock the WAL switch needs, which SQLite
+        reports at once instead of waiting, so retry until `deadline`."""
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()
