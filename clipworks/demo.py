@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
         argv.remove("--search")
         return search_demo(argv)
+    if "--caption" in argv:  # captioning: ./run.sh demo --caption
+        argv.remove("--caption")
+        return _caption_demo(argv)
     parser = argparse.ArgumentParser(prog="clipworks.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the figure and JSON go")
     parser.add_argument("--model", default="default", help="model name or checkpoint path")
@@ -91,6 +94,21 @@ def _run(args: argparse.Namespace) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nfigure: {figure}\nresults: {args.out / 'results.json'} ({results['seconds']} s)")
     return 0
+
+
+
+def _caption_demo(argv: list[str]) -> int:
+    """The shipped default captioner on 500 held-out scenes: caption metrics, and examples as an image."""
+    parser = argparse.ArgumentParser(prog="clipworks.demo --caption", description=_caption_demo.__doc__)
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the figure and JSON go")
+    parser.add_argument("--captioner", default="default", help="'default' or a trained captioner directory")
+    args = parser.parse_args(argv)
+
+    from clipworks.cli.main import main as cli
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    return cli(["caption", "eval", "--captioner", args.captioner, "--out", str(args.out / "captions.json"),
+                "--figure", str(args.out / "captions.png")])
 
 
 if __name__ == "__main__":

@@ -244,3 +244,44 @@ def test_search_demo_scores_ten_queries_on_generated_scenes(tmp_path):
     # each colour-shape pair is in about 3% of scenes: ten random results would score about 0.03
     assert result["mean_precision@10"] > 0.2
     assert (tmp_path / "top_results.png").stat().st_size > 10_000
+
+
+def test_describe_uncaptioned_images_from_the_cli_and_through_another_clip(tmp_path, model):
+    from clipworks.captioning.evaluate import caption_images
+    from clipworks.captioning.model import load_captioner
+    from clipworks.data.world import WorldDataset
+
+    scenes = WorldDataset(3, seed=41, split="train")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shard = tmp_path / "shard.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i in range(3):
+            scenes[i].image.save(folder / f"s{i}.png")
+            buf = io.BytesIO()
+            scenes[i].image.save(buf, format="PNG")
+            info = tarfile.TarInfo(f"s{i}.png")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    expected = caption_images([scenes[i].image for i in range(3)], load_captioner("default"))
+    # a store of the default CLIP: the captioner reads the stored embeddings
+    _index([folder], tmp_path / "store", model)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    item = Store(tmp_path / "store").item_by_path(str((folder / "s1.png").resolve()))
+    proc = subprocess.run([sys.executable, "-m", "clipworks.cli.main", "search", "--store", str(tmp_path / "store"),
+                           "--like", str(item.id), "--describe"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == expected[1], proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "clipworks.cli.main", "search", "--store", str(tmp_path / "store"),
+                           "a shape", "--describe", "--json", "-k", "3", "--no-collapse"], env=env, capture_output=True, text=True)
+    hits = json.loads(proc.stdout)
+    assert sorted(h["generated_caption"] for h in hits) == sorted(expected)
+    # a store of another CLIP model (random weights): the captioner embeds the files (here tar members) itself
+    other, pre = clipworks.create_model("RN-Tiny-64", device="cpu")
+    index([str(shard)], tmp_path / "other", model_name="RN-Tiny-64", model=other, preprocess=pre, progress=False)
+    engine = SearchEngine(tmp_path / "other", model=other, preprocess=pre, tokenizer=clipworks.get_tokenizer(other))
+    ids = {Path(it.path.split("::")[1]).stem: it.id for it in engine.store.items(engine.store.vectors()[0].tolist())}
+    assert [engine.describe(ids[f"s{i}"]) for i in range(3)] == expected
+    shard.unlink()
+    engine._descriptions.clear()
+    with pytest.raises(InputFileError, match="image not found"):
+        engine.describe(ids["s0"])

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import clipworks
-from clipworks.data.world import write_world
+from clipworks.data.world import WorldDataset, write_world
 from clipworks.search.engine import SearchEngine
 from clipworks.search.indexer import index
 from clipworks.search.server import create_app
@@ -39,6 +39,11 @@ def server(tmp_path_factory):
     outside = tmp / "secret.png"
     Image.new("RGB", (8, 8), (1, 2, 3)).save(outside)
     os.symlink(outside, folder / "images" / "link_out.png")  # a symlink leaving the root
+    # scenes without a caption file: the captioner writes their captions (image -> text)
+    (folder / "uncaptioned").mkdir()
+    scenes = WorldDataset(6, seed=31, split="train")
+    for i in range(6):
+        scenes[i].image.save(folder / "uncaptioned" / f"scene{i}.png")
     model, pre = clipworks.create_model("default", device="cpu")
     index([str(folder)], tmp / "store", model=model, preprocess=pre, progress=False)
     engine = SearchEngine(tmp / "store", model=model, preprocess=pre, tokenizer=clipworks.get_tokenizer(model))
@@ -54,7 +59,7 @@ def server(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.1)
-    yield {"base": base, "folder": folder, "outside": outside, "engine": engine}
+    yield {"base": base, "folder": folder, "outside": outside, "engine": engine, "scenes": scenes}
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -94,7 +99,7 @@ def test_text_image_and_similar_search(server):
     assert status == 200 and json.loads(body)["results"][0]["id"] == first  # the same picture finds itself
     status, body = _get(base + "/api/stats")
     stats = json.loads(body)
-    assert stats["items"] == 120 and stats["index"]["kind"] == "exact" and stats["skipped"] == 1  # the symlink out
+    assert stats["items"] == 126 and stats["index"]["kind"] == "exact" and stats["skipped"] == 1  # the symlink out
 
 
 
@@ -131,6 +136,30 @@ def test_200_concurrent_queries(server):
     assert all(len(json.loads(body)["results"]) == 10 for _, body in results)
 
 
+def test_describe_writes_captions_for_uncaptioned_images(server):
+    from clipworks.captioning.evaluate import caption_images
+    from clipworks.captioning.model import load_captioner
+
+    store, scenes = server["engine"].store, server["scenes"]
+    captioner = load_captioner("default")
+    named = 0
+    for i in range(6):
+        item = store.item_by_path(str((server["folder"] / "uncaptioned" / f"scene{i}.png").resolve()))
+        assert item is not None and item.caption is None
+        status, body = _get(server["base"] + f"/api/describe/{item.id}")
+        answer = json.loads(body)
+        assert status == 200 and answer["generated"] is True
+        # the store's embedding of the file gives the caption the image itself gives
+        assert answer["caption"] == caption_images([scenes[i].image], captioner)[0]
+        colours = {o["colour"] for o in scenes[i].facts["objects"]}
+        named += any(c in answer["caption"].split() for c in colours)
+    assert named >= 5  # the default captioner names a colour that is in the scene
+    captioned = store.item_by_path(str((server["folder"] / "images" / "000000.png").resolve()))
+    answer = json.loads(_get(server["base"] + f"/api/describe/{captioned.id}")[1])
+    assert answer == {"id": captioned.id, "caption": captioned.caption.splitlines()[0], "generated": False}
+    assert _get(server["base"] + "/api/describe/999999")[0] == 404
+
+
 def test_page_is_served(server):
     status, body = _get(server["base"] + "/")
     assert status == 200 and b'id="q"' in body and b"/api/search" in body
@@ -165,6 +194,13 @@ def test_page_in_headless_chromium(server, tmp_path):
         page.set_input_files("#file", item.path)
         page.wait_for_function(f"document.querySelector('figure.result') && document.querySelector('#status').textContent.includes('{Path(item.path).name}')")
         assert page.locator("figure.result").first.get_attribute("data-id") == first_id
+        # an uncaptioned image finds itself, and its caption is written by the captioner
+        page.set_input_files("#file", str(server["folder"] / "uncaptioned" / "scene0.png"))
+        page.wait_for_function("document.querySelector('#status').textContent.includes('scene0.png')")
+        page.wait_for_function("document.querySelector('figure.result .said').textContent.length > 0")
+        said = page.locator("figure.result .said").first
+        assert "generated" in said.get_attribute("class")
+        assert said.inner_text() == server["engine"].describe(int(page.locator("figure.result").first.get_attribute("data-id")))
         # a filter that nothing matches
         page.click("summary")
         page.fill("#ext", "jpg")

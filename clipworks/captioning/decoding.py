@@ -1,6 +1,6 @@
 """Decoding captions from a ClipCap prefix: greedy, beam search and nucleus sampling, stopping at the end token
-or `max_tokens`. Greedy and nucleus run the whole batch at once; beam search keeps `beam_width` hypotheses per
-image (length-normalised log-probability picks the winner)."""
+or `max_tokens`. All three run the whole batch at once; beam search keeps `beam_width` hypotheses per image
+(length-normalised log-probability picks the winner)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def generate(model: ClipCap, clip_embedding: torch.Tensor, method: str = "beam",
     eos = model.vocab.eos
     prefix = model.prefix(clip_embedding)
     if method == "beam":
-        return [model.vocab.decode(_beam(model, prefix[i:i + 1], eos, max_tokens, beam_width)) for i in range(prefix.shape[0])]
+        return [model.vocab.decode(row) for row in _beam(model, prefix, eos, max_tokens, beam_width)]
     generator = torch.Generator(device=prefix.device).manual_seed(seed)
     batch = prefix.shape[0]
     tokens = torch.empty(batch, 0, dtype=torch.long, device=prefix.device)
@@ -53,28 +53,47 @@ def generate(model: ClipCap, clip_embedding: torch.Tensor, method: str = "beam",
     return out
 
 
-def _beam(model: ClipCap, prefix: torch.Tensor, eos: int, max_tokens: int, width: int) -> list[int]:
-    beams: list[tuple[list[int], float]] = [([], 0.0)]
-    finished: list[tuple[list[int], float]] = []
+def _beam(model: ClipCap, prefix: torch.Tensor, eos: int, max_tokens: int, width: int) -> list[list[int]]:
+    """Beam search for a batch of prefixes at once: each step scores every live hypothesis of every unfinished
+    image in one forward pass. Per image, the `width` best extensions are kept; one that ends in the end token
+    is finished (scored by log-probability per token), and an image is done when `width` hypotheses finished
+    or none is left alive."""
+    batch = prefix.shape[0]
+    beams: list[list[tuple[list[int], float]]] = [[([], 0.0)] for _ in range(batch)]
+    finished: list[list[tuple[list[int], float]]] = [[] for _ in range(batch)]
+    active = list(range(batch))
     for _ in range(max_tokens):
-        tokens = torch.tensor([b[0] for b in beams], dtype=torch.long, device=prefix.device)
-        logp = F.log_softmax(_next_logits(model, prefix.expand(len(beams), -1, -1), tokens), dim=-1)
-        scores = torch.tensor([b[1] for b in beams], device=prefix.device)[:, None] + logp
-        top = scores.view(-1).topk(width)
-        candidates = []
-        for value, flat in zip(top.values.tolist(), top.indices.tolist()):
-            b, tok = divmod(flat, logp.shape[1])
-            seq = beams[b][0] + [tok]
-            if tok == eos:
-                finished.append((seq[:-1], value / len(seq)))
-            else:
-                candidates.append((seq, value))
-        if not candidates or len(finished) >= width:
+        rows = [(b, seq, score) for b in active for seq, score in beams[b]]
+        tokens = torch.tensor([seq for _, seq, _ in rows], dtype=torch.long, device=prefix.device)
+        tokens = tokens.view(len(rows), -1)
+        index = torch.tensor([b for b, _, _ in rows], device=prefix.device)
+        logp = F.log_softmax(_next_logits(model, prefix[index], tokens), dim=-1)
+        logp = logp + torch.tensor([score for _, _, score in rows], device=prefix.device)[:, None]
+        vocab, row = logp.shape[1], 0
+        still = []
+        for b in active:
+            n = len(beams[b])
+            top = logp[row:row + n].reshape(-1).topk(min(width, n * vocab))
+            candidates = []
+            for value, flat in zip(top.values.tolist(), top.indices.tolist()):
+                beam, tok = divmod(flat, vocab)
+                seq = beams[b][beam][0] + [tok]
+                if tok == eos:
+                    finished[b].append((seq[:-1], value / len(seq)))
+                else:
+                    candidates.append((seq, value))
+            row += n
+            beams[b] = candidates
+            if candidates and len(finished[b]) < width:
+                still.append(b)
+        active = still
+        if not active:
             break
-        beams = candidates[:width]
-    if not finished:
-        finished = [(seq, score / len(seq)) for seq, score in beams]
-    return max(finished, key=lambda f: f[1])[0]
+    best = []
+    for b in range(batch):
+        done = finished[b] or [(seq, score / len(seq)) for seq, score in beams[b]]
+        best.append(max(done, key=lambda f: f[1])[0])
+    return best
 
 
 def decode(tokenizer, ids: list[list[int]]) -> list[str]:

@@ -166,12 +166,13 @@ class ClipCap(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"total": total, "trainable": trainable}
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Weights (in `dtype` if given; loading upcasts to float32) and config into `directory`."""
         from safetensors.torch import save_file
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().to(dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
         # GPT-2 ties the output layer to the token embedding: store the shared tensor once.
         state.pop("lm.lm_head.weight", None)
         save_file(state, str(out / WEIGHTS_FILE))
@@ -182,12 +183,27 @@ class ClipCap(nn.Module):
         return out
 
 
-def load_captioner(directory: str | Path, device: str | torch.device | None = None) -> ClipCap:
-    """A captioner saved by `save_pretrained`; a mapper that does not fit the LM's width is a clear error."""
+# Trained captioners that ship inside the package, by name (made by `python -m clipworks.captioning.make_default`).
+SHIPPED = {"default": "pretrained/default"}
+
+
+def shipped_captioner_path(name: str) -> Path | None:
+    """The packaged directory of a shipped captioner ('default'), or None when the name is not one."""
+    if name not in SHIPPED:
+        return None
+    from importlib import resources
+
+    return Path(str(resources.files("clipworks.captioning").joinpath(SHIPPED[name])))
+
+
+def load_captioner(directory: str | Path = "default", device: str | torch.device | None = None) -> ClipCap:
+    """A captioner saved by `save_pretrained`, or a shipped one by name ('default'); a mapper that does not fit
+    the LM's width is a clear error."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(directory).expanduser()
+    shipped = shipped_captioner_path(directory) if isinstance(directory, str) else None
+    path = shipped if shipped is not None else Path(directory).expanduser()
     config_path = path / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"{path}: no {CONFIG_FILE} (not a clipworks captioner directory)")
@@ -205,6 +221,7 @@ def load_captioner(directory: str | Path, device: str | torch.device | None = No
         if key in expected and expected[key].shape != value.shape:
             raise CheckpointError(f"{path / WEIGHTS_FILE}: {key} has shape {tuple(value.shape)}, but a {config.mapper} "
                                   f"mapper for an LM of width {model.width} needs {tuple(expected[key].shape)}")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "lm.lm_head.weight"]
     if missing or unexpected:

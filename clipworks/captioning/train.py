@@ -7,48 +7,27 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from clipworks.captioning.config import CaptionTrainConfig
 from clipworks.captioning.model import CaptionerConfig, ClipCap
 from clipworks.captioning.tokenizer import gpt2_tokenizer
 from clipworks.errors import CheckpointError, InputFileError
 
 
-@dataclass
-class CaptionTrainConfig:
-    out: str
-    clip_model: str = "default"
-    data: str = "world"
-    data_options: dict[str, Any] = field(default_factory=lambda: {"size": 20000})
-    mapper: str = "mlp"
-    prefix_length: int = 10
-    freeze_lm: bool = False
-    lm: dict[str, Any] = field(default_factory=lambda: dict(n_layer=4, n_head=4, n_embd=256, n_positions=64))
-    lm_path: str | None = None
-    compact_vocab: bool = True  # an LM over the GPT-2 tokens the training captions use (see model.Vocabulary)
-    # Text-only pre-training of the LM on the training captions before the captioner is trained (our stand-in
-    # for a pretrained GPT-2, which cannot be downloaded here); cached and shared by runs with the same LM.
-    lm_pretrain_steps: int = 0
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
-    max_tokens: int = 24
-    seed: int = 0
-    checkpoint_every: int = 500
-
-
 def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_dir: Path,
-                    progress: bool = True) -> tuple[np.ndarray, list[list[str]]]:
-    """(CLIP image embeddings [N, D], captions per item) for a data source, computed once per (model, data)."""
+                    progress: bool = True) -> tuple[np.ndarray, list[list[str]], str]:
+    """(CLIP image embeddings [N, D], captions per item, skip summary) for a data source, computed once per
+    (model, data). Unreadable images and empty or unreadable caption files are skipped and counted."""
     from tqdm import tqdm
 
     from clipworks.data import open_pairs
+    from clipworks.data.readers import SkipReport
     from clipworks.data.types import Sample
     from clipworks.evaluation.features import embed_images
     from clipworks.model.factory import create_model
@@ -57,15 +36,16 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
     path = cache_dir / f"clip-embeddings-{key}.npz"
     if path.exists():
         cached = np.load(path, allow_pickle=False)
-        return cached["embeddings"], json.loads(str(cached["captions"]))
+        return cached["embeddings"], json.loads(str(cached["captions"])), str(cached["skipped"])
     dataset = open_pairs(data, **options)
     model, preprocess = create_model(clip_model, device="cpu")
     embeddings, captions = [], []
+    report = SkipReport(total=len(dataset))
     batch: list = []
-    items = range(len(dataset))
-    for i in tqdm(items, desc="CLIP embeddings", unit="img", disable=not progress):
+    for i in tqdm(range(len(dataset)), desc="CLIP embeddings", unit="img", disable=not progress):
         item = dataset[i]
-        if not isinstance(item, Sample) or not item.captions:
+        report.add(item)
+        if not isinstance(item, Sample):
             continue
         batch.append(item)
         if len(batch) == 256:
@@ -76,13 +56,13 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
         embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
         captions += [s.captions for s in batch]
     if not captions:
-        raise InputFileError(f"{data}: no image with a caption to train on")
+        raise InputFileError(f"{data}: no image with a caption to train on ({report.summary()}; {report.first()})")
     matrix = np.concatenate(embeddings).astype(np.float32)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, embeddings=matrix, captions=json.dumps(captions))
+    np.savez(tmp, embeddings=matrix, captions=json.dumps(captions), skipped=report.summary())
     tmp.replace(path)
-    return matrix, captions
+    return matrix, captions, report.summary()
 
 
 def encode_captions(tokenizer, texts: list[str], max_tokens: int, vocab=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +130,8 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    embeddings, captions = embedding_cache(cfg.clip_model, cfg.data, cfg.data_options, out.parent / ".clipcap-cache", progress)
+    embeddings, captions, skipped = embedding_cache(cfg.clip_model, cfg.data, cfg.data_options,
+                                                    out.parent / ".clipcap-cache", progress)
     tokenizer = gpt2_tokenizer()
     vocab = None
     if cfg.compact_vocab and not cfg.lm_path:
@@ -161,10 +142,15 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
     model = ClipCap(CaptionerConfig(clip_dim=embeddings.shape[1], clip_model=cfg.clip_model, mapper=cfg.mapper,
                                     prefix_length=cfg.prefix_length, freeze_lm=cfg.freeze_lm, lm=cfg.lm,
                                     lm_path=cfg.lm_path, vocab=vocab))
+    pretrain_start = time.perf_counter()
     if cfg.lm_pretrain_steps and not resume:
-        model.lm.load_state_dict(_pretrained_lm(cfg, model, captions, tokenizer, out.parent / ".clipcap-cache", progress))
+        with torch.random.fork_rng():  # the same training RNG whether the pre-trained LM is computed or cached
+            torch.manual_seed(cfg.seed + 1)
+            pretrained = _pretrained_lm(cfg, model, captions, tokenizer, out.parent / ".clipcap-cache", progress)
+        model.lm.load_state_dict(pretrained)
         if cfg.freeze_lm:
             model.lm.requires_grad_(False)
+    pretrain_seconds = time.perf_counter() - pretrain_start  # 0 when the pre-trained LM came from the cache
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     start = 0
@@ -208,8 +194,11 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
                         "rng": torch.get_rng_state()}, tmp)
             tmp.replace(ckpt)
     bar.close()
+    summary = {"steps": stop, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
+               "lm_pretrain_seconds": pretrain_seconds, "parameters": model.parameter_counts(), "data": skipped,
+               "out": str(out)}
     if stop == cfg.steps:
         model.eval()
         model.save_pretrained(out / "model")
-    return {"steps": stop, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
-            "parameters": model.parameter_counts(), "out": str(out)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,5 +1,6 @@
-"""`clipworks caption IMAGE...` (caption images with a trained ClipCap captioner) and
-`clipworks caption train --out DIR ...` (train one on the generated world or a captioned collection)."""
+"""`clipworks caption IMAGE...` (caption images with ClipCap: the shipped default captioner or a trained one),
+`clipworks caption train --out DIR ...` (train one on the generated world or a captioned collection) and
+`clipworks caption eval` (score a captioner against a captioned data set's references)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,42 @@ from clipworks.errors import InputFileError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from clipworks.captioning.config import DEFAULT_LM, CaptionTrainConfig as D
+
     p = sub.add_parser("caption", help="caption images with ClipCap; `caption train` trains a captioner",
-                       description="clipworks caption IMAGE... --captioner DIR\n"
-                                   "clipworks caption train --out DIR [--mapper mlp|transformer] [--data world] ...",
+                       description="clipworks caption IMAGE... [--captioner DIR]\n"
+                                   "clipworks caption train --out DIR [--mapper mlp|transformer] [--data world] ...\n"
+                                   "clipworks caption eval [--captioner DIR] [--data SPEC] [--out result.json]",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="*", metavar="IMAGE | train", help="image files, or 'train'")
-    p.add_argument("--captioner", help="a trained captioner directory (OUT/model of `caption train`)")
+    p.add_argument("images", nargs="*", metavar="IMAGE | train | eval", help="image files, or 'train' or 'eval'")
+    p.add_argument("--captioner", default="default",
+                   help="'default' (shipped) or a trained captioner directory (OUT/model of `caption train`)")
     p.add_argument("--method", default="beam", choices=("greedy", "beam", "nucleus"))
-    p.add_argument("--beam-width", type=int, default=5)
+    p.add_argument("--beam-width", type=int, default=3)
     p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-tokens", type=int, default=30)
+    p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--json", action="store_true")
+    e = p.add_argument_group("eval")
+    e.add_argument("--limit", type=int, help="evaluate the first N captioned images only")
+    e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
+    e.add_argument("--figure", help="save 10 random examples with their references as an image (PNG)")
     t = p.add_argument_group("train")
-    t.add_argument("--out", help="run directory for `caption train`")
-    t.add_argument("--data", default="world", help="a --data source as for `clipworks train` (default: world)")
+    t.add_argument("--out", help="run directory for `caption train`; the result JSON for `caption eval`")
+    t.add_argument("--data", help="a --data source as for `clipworks train` (train: world; eval: 500 held-out "
+                                  "generated scenes)")
     t.add_argument("--size", type=int, default=20000, help="generated items for world/digits")
     t.add_argument("--mapper", default="mlp", choices=("mlp", "transformer"))
     t.add_argument("--freeze-lm", action="store_true", help="train the mapper only (ClipCap's Transformer variant)")
     t.add_argument("--lm-path", help="a local GPT-2 checkpoint directory to start the LM from")
-    t.add_argument("--prefix-length", type=int, default=10)
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--prefix-length", type=int, default=D.prefix_length)
+    t.add_argument("--lm-layers", type=int, default=DEFAULT_LM["n_layer"], help="GPT-2 layers of a new LM")
+    t.add_argument("--lm-width", type=int, default=DEFAULT_LM["n_embd"], help="GPT-2 width of a new LM")
+    t.add_argument("--lm-heads", type=int, default=DEFAULT_LM["n_head"], help="GPT-2 attention heads of a new LM")
+    t.add_argument("--lm-pretrain-steps", type=int, default=D.lm_pretrain_steps,
+                   help="text-only LM steps on the captions first (a stand-in for a pretrained GPT-2)")
+    t.add_argument("--steps", type=int, default=D.steps)
+    t.add_argument("--batch-size", type=int, default=D.batch_size)
+    t.add_argument("--lr", type=float, default=D.lr)
     t.add_argument("--clip-model", default="default")
     t.add_argument("--resume", action="store_true")
     p.set_defaults(run=run)
@@ -40,29 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.images[:1] == ["train"]:
         return _train(args)
+    if args.images[:1] == ["eval"]:
+        return _eval(args)
     if not args.images:
-        raise InputFileError("give image files to caption, or 'train'")
-    if not args.captioner:
-        raise InputFileError("--captioner DIR is required (train one with `clipworks caption train --out DIR`)")
-    import torch
-
-    from clipworks.captioning.decoding import decode, generate
+        raise InputFileError("give image files to caption, or 'train' or 'eval'")
+    from clipworks.captioning.evaluate import caption_images
     from clipworks.captioning.model import load_captioner
-    from clipworks.captioning.tokenizer import gpt2_tokenizer
     from clipworks.cli.common import load_images
-    from clipworks.evaluation.features import embed_images
-    from clipworks.model.factory import create_model
 
     images = load_images(args.images)  # every file is checked before any model is loaded
-    captioner = load_captioner(args.captioner, device="cpu")
-    clip, preprocess = create_model(captioner.config.clip_model, device="cpu")
-    if clip.config.embed_dim != captioner.config.clip_dim:
-        raise InputFileError(f"{args.captioner}: made for CLIP embeddings of width {captioner.config.clip_dim}, but "
-                             f"{captioner.config.clip_model!r} gives {clip.config.embed_dim}")
-    with torch.inference_mode():
-        ids = generate(captioner, embed_images(clip, preprocess, images), method=args.method,
-                       max_tokens=args.max_tokens, beam_width=args.beam_width, top_p=args.top_p)
-    captions = decode(gpt2_tokenizer(), ids)
+    captions = caption_images(images, load_captioner(args.captioner, device="cpu"), method=args.method,
+                              max_tokens=args.max_tokens, beam_width=args.beam_width, top_p=args.top_p)
     if args.json:
         print(json.dumps([{"image": p, "caption": c} for p, c in zip(args.images, captions)], indent=2))
     else:
@@ -71,15 +74,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from clipworks.captioning.evaluate import HELDOUT, evaluate_captioner
+
+    result = evaluate_captioner(args.captioner, data=args.data or HELDOUT, limit=args.limit, method=args.method,
+                                beam_width=args.beam_width, max_tokens=args.max_tokens, meteor=not args.no_meteor,
+                                figure=args.figure)
+    width = max(len(k) for k in result["metrics"])
+    print(f"{result['images']} images of {result['data']} ({result['skipped']}); {args.method} decoding")
+    for k, v in result["metrics"].items():
+        print(f"  {k:<{width}}  {100 * v:6.1f}")
+    if result["attributes"]:
+        a = result["attributes"]
+        print(f"  colour words true of the scene: {100 * a['colour_precision']:.1f}% of {a['colour_words']}; "
+              f"shape words: {100 * a['shape_precision']:.1f}% of {a['shape_words']}")
+    if result["meteor_note"]:
+        print(f"  (no METEOR: {result['meteor_note']})")
+    for ex in result["examples"][:5]:
+        print(f"  {ex['key']}: {ex['caption']!r}  refs: {ex['references'][:2]}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    if args.figure:
+        print(f"wrote {args.figure}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
-    from clipworks.captioning.train import CaptionTrainConfig, train_captioner
+    from clipworks.captioning.config import DEFAULT_LM, CaptionTrainConfig
+    from clipworks.captioning.train import train_captioner
 
     if not args.out:
         raise InputFileError("caption train: --out DIR is required")
-    options = {"size": args.size} if args.data.split(":")[0] == "world" else {}
-    cfg = CaptionTrainConfig(out=args.out, clip_model=args.clip_model, data=args.data, data_options=options,
+    data = args.data or "world"
+    options = {"size": args.size} if data.split(":")[0] in ("world", "digits") else {}
+    lm = {**DEFAULT_LM, "n_layer": args.lm_layers, "n_head": args.lm_heads, "n_embd": args.lm_width}
+    cfg = CaptionTrainConfig(out=args.out, clip_model=args.clip_model, data=data, data_options=options,
                              mapper=args.mapper, prefix_length=args.prefix_length, freeze_lm=args.freeze_lm,
-                             lm_path=args.lm_path, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+                             lm=lm, lm_path=args.lm_path, lm_pretrain_steps=0 if args.lm_path else args.lm_pretrain_steps,
+                             steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     summary = train_captioner(cfg, resume=args.resume)
     print(json.dumps(summary, indent=2))
     return 0

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--like", type=int, metavar="ID", help="an indexed item's id: more like this")
     q.add_argument("--to-text", action="store_true", help="image->text: rank captions for --image/--like instead")
     q.add_argument("--captions", help="caption bank for --to-text: a file with one caption a line (default: the store's)")
+    q.add_argument("--describe", action="store_true",
+                   help="write captions with the captioner: for --image/--like, and for results without a caption")
+    q.add_argument("--captioner", default="default", help="captioner for --describe: 'default' or a directory")
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--min-score", type=float)
     q.add_argument("--folder", help="only images inside this folder")
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--device")
+    v.add_argument("--captioner", default="default", help="writes captions for images without one: 'default' or a directory")
     v.set_defaults(run=run_serve)
 
 
@@ -67,7 +71,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from clipworks.search.server import serve
 
-    serve(args.store, host=args.host, port=args.port, device=args.device)
+    serve(args.store, host=args.host, port=args.port, device=args.device, captioner=args.captioner)
     return 0
 
 
@@ -104,17 +108,24 @@ def run_search(args: argparse.Namespace) -> int:
         store = Store(args.store, create=False)
         print(json.dumps({**store.stats(), "skipped_files": store.skipped()}, indent=2))
         return 0
-    engine = SearchEngine(args.store, device=args.device)
+    engine = SearchEngine(args.store, device=args.device, captioner=args.captioner)
     if args.image:
         from clipworks.model.transforms import load_image
 
-        query = engine.embed_image(load_image(Path(args.image)))
+        image = load_image(Path(args.image))
+        if args.describe:
+            print(engine.describe(image=image))
+            return 0
+        query = engine.embed_image(image)
     elif args.embedding:
         try:
             query = np.load(args.embedding)
         except (OSError, ValueError) as exc:
             raise InputFileError(f"{args.embedding}: not a .npy vector ({exc})") from None
     elif args.like is not None:
+        if args.describe:
+            print(engine.describe(args.like))
+            return 0
         query = engine.embedding_of(args.like)
     elif args.text:
         if args.to_text:
@@ -140,12 +151,15 @@ def run_search(args: argparse.Namespace) -> int:
                       args.ext.split(",") if args.ext else None)
     hits = engine.search(query, k=args.k, min_score=args.min_score, filters=filters,
                          collapse=None if args.no_collapse else 0.98, exclude={args.like} if args.like is not None else None)
+    generated = {h.item.id: engine.describe(h.item.id) for h in hits if args.describe and not h.item.caption}
     if args.json:
-        print(json.dumps([h.to_json() for h in hits], indent=2))
+        print(json.dumps([{**h.to_json(), **({"generated_caption": generated[h.item.id]} if h.item.id in generated else {})}
+                          for h in hits], indent=2))
     else:
         for rank, h in enumerate(hits, 1):
             dup = f"  (+{h.duplicates} near-duplicates)" if h.duplicates else ""
-            print(f"{rank:3d}  {h.score:7.4f}  id {h.item.id:<6d} {h.item.path}{dup}")
+            said = f"  [{generated[h.item.id]}]" if h.item.id in generated else ""
+            print(f"{rank:3d}  {h.score:7.4f}  id {h.item.id:<6d} {h.item.path}{dup}{said}")
         if not hits:
             print("no results")
     return 0

@@ -536,6 +536,11 @@ class SkipReport:
                 chosen.append(item)
         return chosen
 
+    def first(self) -> str:
+        """The first skipped item with its full reason ("a.png: unreadable caption file (a.txt: ...)"), or ""."""
+        examples = self.examples(1)
+        return f"{examples[0].key}: {examples[0].reason}" if examples else ""
+
     def summary(self, total: int | None = None) -> str:
         """e.g. "skipped 3 of 1000 samples: 2 corrupt or truncated image, 1 no such file; e.g. a.jpg, b.png"."""
         total = total if total is not None else self.total

@@ -13,7 +13,7 @@ import numpy as np
 from clipworks.errors import InputFileError
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.search.ann import VectorIndex
-from clipworks.search.store import Item, Store
+from clipworks.search.store import Item, Store, read_item_bytes
 
 INDEX_PREFIX = "index"  # <store>/index.faiss, index.json, index.ids.npy: a cache of the store's vectors
 DUPLICATE_COSINE = 0.98  # results closer than this to a better one are collapsed into it
@@ -45,8 +45,12 @@ class Hit:
 class SearchEngine:
     """A store opened for queries, with its model and a vector index rebuilt when the store has changed."""
 
-    def __init__(self, store_dir: str | Path, device: str | None = None, model=None, preprocess=None, tokenizer=None) -> None:
+    def __init__(self, store_dir: str | Path, device: str | None = None, model=None, preprocess=None, tokenizer=None,
+                 captioner: str = "default") -> None:
         self.store = Store(store_dir, create=False)
+        self.captioner_name = captioner  # loaded on the first `describe`
+        self._captioning: tuple[Any, Any, Any] | None = None  # (captioner, its CLIP model, preprocess)
+        self._descriptions: dict[tuple[int, str], str] = {}
         model_name = self.store.get_meta("model")
         if model_name is None:
             raise InputFileError(f"{store_dir}: the store is empty (run `clipworks index PATH --store {store_dir}`)")
@@ -157,3 +161,53 @@ class SearchEngine:
         scores = embed_texts(self.model, self.tokenizer, bank).numpy() @ np.asarray(image_embedding, dtype=np.float32)
         order = np.argsort(-scores)[:k]
         return [(bank[i], float(scores[i])) for i in order]
+
+    # ------------------------------------------------------------ image -> caption (ClipCap)
+
+    def _captioner(self) -> tuple[Any, Any, Any]:
+        with self._lock:
+            if self._captioning is None:
+                from clipworks.captioning.model import load_captioner
+
+                captioner = load_captioner(self.captioner_name, device=next(self.model.parameters()).device)
+                if captioner.config.clip_model == self.model_name:
+                    self._captioning = (captioner, None, None)  # it reads the store's own embeddings
+                else:
+                    from clipworks.model.factory import create_model
+
+                    clip, preprocess = create_model(captioner.config.clip_model, device=next(self.model.parameters()).device)
+                    self._captioning = (captioner, clip, preprocess)
+            return self._captioning
+
+    def describe(self, item_id: int | None = None, image=None, **decoding: Any) -> str:
+        """A caption written by the captioner for an indexed item or a PIL image. The store's embedding is used
+        when the captioner reads this store's model; otherwise the image is embedded by the captioner's CLIP."""
+        import torch
+
+        from clipworks.captioning.evaluate import caption_embeddings, check_clip
+        from clipworks.model.transforms import decode_image
+
+        captioner, clip, preprocess = self._captioner()
+        key = None
+        if item_id is not None:
+            found = self.store.items([item_id])
+            if not found:
+                raise InputFileError(f"no indexed item with id {item_id}")
+            key = (item_id, found[0].sha256)
+            if key in self._descriptions:
+                return self._descriptions[key]
+            if clip is None:
+                embedding = self.embedding_of(item_id)
+            else:
+                import io
+
+                image = decode_image(io.BytesIO(read_item_bytes(found[0].path, self.store.roots())), found[0].path)
+        elif image is None:
+            raise InputFileError("describe: give an item id or an image")
+        if image is not None:
+            embedding = self.embed_image(image) if clip is None else embed_images(clip, preprocess, [image]).numpy()[0]
+        check_clip(captioner, clip if clip is not None else self.model)
+        caption = caption_embeddings(captioner, torch.tensor(np.asarray(embedding), dtype=torch.float32)[None], **decoding)[0]
+        if key is not None:
+            self._descriptions[key] = caption
+        return caption

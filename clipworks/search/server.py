@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from clipworks.errors import InputFileError
 from clipworks.search.engine import Filters, Hit, SearchEngine
-from clipworks.search.store import inside_roots
+from clipworks.search.store import read_item_bytes
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_K = 200
@@ -108,21 +107,28 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
         return {**found[0].to_json(), "url": f"/api/image/{item_id}"}
 
     def serve_file(path: str) -> Response:
-        roots = engine.store.roots()
-        outer = path.split("::", 1)[0]
-        if not inside_roots(outer, roots):
-            raise HTTPException(403, "outside the indexed folders")
         ext = Path(path.split("::", 1)[-1]).suffix.lower().lstrip(".")
         try:
-            if "::" in path:
-                with tarfile.open(outer) as tar:
-                    data = tar.extractfile(path.split("::", 1)[1]).read()
-            else:
-                data = Path(outer).read_bytes()
-        except (OSError, KeyError, AttributeError, tarfile.TarError):
+            data = read_item_bytes(path, engine.store.roots())
+        except PermissionError:
+            raise HTTPException(403, "outside the indexed folders") from None
+        except InputFileError:
             raise HTTPException(404, "image not found") from None
         return Response(data, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
                         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/api/describe/{item_id}")
+    def describe(item_id: int) -> dict[str, Any]:
+        """The item's own caption, or else one written by the captioner (image->text for uncaptioned images)."""
+        found = engine.store.items([item_id])
+        if not found:
+            raise HTTPException(404, f"no indexed item with id {item_id}")
+        if found[0].caption:
+            return {"id": item_id, "caption": found[0].caption.splitlines()[0], "generated": False}
+        try:
+            return {"id": item_id, "caption": engine.describe(item_id), "generated": True}
+        except InputFileError as exc:
+            raise HTTPException(404, str(exc)) from None
 
     @app.get("/api/image/{item_id}")
     def image(item_id: int) -> Response:
@@ -148,11 +154,12 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
     return app
 
 
-def serve(store_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None) -> None:
+def serve(store_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
+          captioner: str = "default") -> None:
     """Open the store and serve until interrupted."""
     import uvicorn
 
-    engine = SearchEngine(store_dir, device=device)
+    engine = SearchEngine(store_dir, device=device, captioner=captioner)
     engine.index()  # build or load the index before the first request
     print(f"clipworks: serving {store_dir} ({len(engine.store)} images) on http://{host}:{port}/")
     uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")

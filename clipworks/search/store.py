@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tarfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -53,6 +54,20 @@ def inside_roots(path: str, roots: Sequence[str]) -> bool:
         if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
             return True
     return False
+
+
+def read_item_bytes(path: str, roots: Sequence[str]) -> bytes:
+    """The bytes of an indexed image: a file, or a tar member ("shard.tar::key.jpg"); only from inside `roots`."""
+    outer = path.split("::", 1)[0]
+    if not inside_roots(outer, roots):
+        raise PermissionError(f"{path}: outside the indexed folders")
+    try:
+        if "::" in path:
+            with tarfile.open(outer) as tar:
+                return tar.extractfile(path.split("::", 1)[1]).read()
+        return Path(outer).read_bytes()
+    except (OSError, KeyError, AttributeError, tarfile.TarError):
+        raise InputFileError(f"{path}: image not found (moved or deleted since it was indexed?)") from None
 
 
 @dataclass
