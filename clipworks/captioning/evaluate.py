@@ -80,7 +80,7 @@ def attribute_precision(captions: list[str], facts: list[dict[str, Any]]) -> dic
 
 
 def save_caption_figure(images: list, captions: list[str], references: list[list[str]], path: str | Path) -> Path:
-    """A grid of images, each titled with its generated caption and, below it, its first reference."""
+    """A grid of images, each titled with its generated caption and its first reference."""
     import textwrap
 
     import matplotlib
@@ -90,7 +90,7 @@ def save_caption_figure(images: list, captions: list[str], references: list[list
 
     cols = min(5, len(images))
     rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.8, rows * 3.3), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.8, rows * 3.6), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= len(images):
@@ -98,9 +98,8 @@ def save_caption_figure(images: list, captions: list[str], references: list[list
         ax.imshow(images[k])
         said = "\n".join(textwrap.wrap(captions[k], 30))
         ref = "\n".join(textwrap.wrap(references[k][0], 30))
-        ax.set_title(f"{said}\n", fontsize=7, loc="left")
-        ax.text(0, -0.04, f"ref: {ref}", transform=ax.transAxes, fontsize=6, va="top", color="#555")
-    fig.suptitle("generated captions (above each image) and a reference caption (below)", fontsize=9)
+        ax.set_title(f"{said}\n(ref: {ref})", fontsize=7, loc="left")
+    fig.suptitle("generated captions, each with one of its image's reference captions", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
