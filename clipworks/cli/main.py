@@ -6,10 +6,10 @@ import argparse
 import sys
 import warnings
 
-from clipworks.cli import caption, embed, evaluate, models, search, similarity, train
+from clipworks.cli import caption, embed, evaluate, models, search, similarity, train, vqa
 from clipworks.errors import ClipworksError
 
-SUBCOMMANDS = (models, embed, similarity, train, evaluate, search, caption)
+SUBCOMMANDS = (models, embed, similarity, train, evaluate, search, caption, vqa)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,3 +113,20 @@ class Transformer(nn.Module):
             nn.init.zeros_(block.mlp.c_fc.bias)
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
             nn.init.zeros_(block.mlp.c_proj.bias)
+
+
+def resize_position_embedding(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A [1 + g*g, C] position embedding (its first row for the class or mean token, the rest a g x g grid)
+    resized to a (h, w) grid by antialiased bicubic interpolation (as open_clip and timm resize), for inputs
+    larger or smaller than the trained size.
+    The first row is kept; at the trained grid the embedding is returned unchanged."""
+    old = int(round((pos.shape[0] - 1) ** 0.5))
+    if old * old != pos.shape[0] - 1:
+        raise ValueError(f"position embedding of {pos.shape[0]} rows is not 1 + a square grid")
+    if (old, old) == tuple(grid):
+        return pos
+    first, rest = pos[:1], pos[1:]
+    rest = rest.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    rest = F.interpolate(rest, size=tuple(grid), mode="bicubic", antialias=True, align_corners=False)  # as open_clip
+    rest = rest.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(pos.dtype)
+    return torch.cat([first, rest], dim=0)

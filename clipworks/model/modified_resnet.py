@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipworks.model.config import VisionConfig
+from clipworks.model.layers import resize_position_embedding
 
 
 class Bottleneck(nn.Module):
@@ -58,7 +59,8 @@ class AttentionPool2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # [B, HW, C]
-        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + self.positional_embedding.to(x.dtype)
+        pos = resize_position_embedding(self.positional_embedding, (h, w))  # other input sizes: interpolated
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + pos.to(x.dtype)
         head_dim = c // self.heads
         q = self.q_proj(x[:, :1]).view(b, 1, self.heads, head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, -1, self.heads, head_dim).transpose(1, 2)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from clipworks.model.config import VisionConfig
-from clipworks.model.layers import LayerNorm, Transformer
+from clipworks.model.layers import LayerNorm, Transformer, resize_position_embedding
 
 
 class VisionTransformer(nn.Module):
@@ -29,9 +29,11 @@ class VisionTransformer(nn.Module):
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """All output tokens [B, 1 + grid², width] after the Transformer (class token first), before ln_post."""
         x = self.conv1(images.to(self.conv1.weight.dtype))
+        grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        pos = resize_position_embedding(self.positional_embedding, grid)  # other input sizes: interpolated
+        x = torch.cat([cls, x], dim=1) + pos.to(x.dtype)
         return self.transformer(self.ln_pre(x))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,234 @@
+"""A VQA model on CLIP grid features (CLIP-ViL "Direct"): MCAN-style co-attention over question tokens and
+image grid features, then an answer classifier.
+
+- Question: the CLIP model's text tower (frozen) gives per-token features; a linear layer maps them to the
+  fusion width. Every variant shares this, so only the visual encoder differs between them.
+- Image: grid features of an image tower (see grid.py) at `image_size`, a linear map with LayerNorm, plus a
+  learned position embedding per grid cell. The tower is the CLIP model's (`encoder="clip"`, frozen or
+  fine-tuned) or the same architecture randomly initialised and trained on the VQA data only
+  (`encoder="scratch"`), the baseline without CLIP pre-training.
+- Fusion (MCAN encoder–decoder, Yu et al. 2019): `layers` self-attention layers over the question; then
+  `layers` decoder layers over the image, each self-attention, attention guided by the final question
+  features, and a feed-forward block. Attentional pooling reduces each side to one vector; their sum
+  (LayerNorm) feeds a linear classifier over the answer vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipworks.errors import CheckpointError, ConfigError
+from clipworks.vqa.grid import grid_features, grid_shape
+from clipworks.vqa.questions import ANSWERS
+
+ENCODERS = ("clip", "scratch")
+CONFIG_FILE = "vqa_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class VQAConfig:
+    """Everything needed to rebuild a VQA model (the CLIP model is named, not stored, when it stays frozen)."""
+
+    clip_model: str = "default"
+    encoder: str = "clip"
+    freeze_encoder: bool = True
+    image_size: int = 128
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    answers: list[str] = field(default_factory=lambda: list(ANSWERS))
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"encoder {self.encoder!r}: choose one of {', '.join(ENCODERS)}")
+        if self.encoder == "scratch" and self.freeze_encoder:
+            raise ConfigError("a 'scratch' encoder is randomly initialised: it must be trained (freeze_encoder=False)")
+
+
+class _Block(nn.Module):
+    """Pre-LN attention (self- or guided) with a residual, optionally followed by a feed-forward block."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_padding: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm(x)
+        kv = h if context is x else context
+        return x + self.attn(h, kv, kv, key_padding_mask=context_padding, need_weights=False)[0]
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class _AttentionPool(nn.Module):
+    """MCAN's attentional reduction: a softmax over tokens of a learned score, then a weighted sum."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        score = self.score(x).squeeze(-1)
+        if padding is not None:
+            score = score.masked_fill(padding, float("-inf"))
+        return self.out((score.softmax(dim=-1).unsqueeze(-1) * x).sum(dim=1))
+
+
+class VQAModel(nn.Module):
+    """`forward(images, tokens)` -> answer logits [B, len(answers)]; `forward_grid` takes grid features."""
+
+    def __init__(self, config: VQAConfig, clip: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocess_config = clip.config.preprocess  # the CLIP model's normalisation
+        self.text_tower = clip.text_tower.requires_grad_(False)
+        if config.encoder == "scratch":
+            from clipworks.model.clip import CLIP
+
+            self.image_tower = CLIP(clip.config).image_tower  # the same architecture, randomly initialised
+        else:
+            self.image_tower = clip.image_tower
+        self.image_tower.requires_grad_(not config.freeze_encoder)
+        rows, cols, channels = grid_shape(self.image_tower, config.image_size)
+        w = config.width
+        self.question_in = nn.Linear(self.text_tower.ln_final.normalized_shape[0], w)
+        self.grid_in = nn.Sequential(nn.Linear(channels, w), nn.LayerNorm(w))
+        self.grid_position = nn.Parameter(torch.randn(rows * cols, w) * 0.02)
+        self.encoder = nn.ModuleList(
+            nn.ModuleList([_Block(w, config.heads, config.dropout), _FeedForward(w, config.dropout)]) for _ in range(config.layers))
+        self.decoder = nn.ModuleList(
+            nn.ModuleList([_Block(w, config.heads, config.dropout), _Block(w, config.heads, config.dropout),
+                           _FeedForward(w, config.dropout)]) for _ in range(config.layers))
+        self.question_pool = _AttentionPool(w)
+        self.grid_pool = _AttentionPool(w)
+        self.norm = nn.LayerNorm(w)
+        self.classifier = nn.Linear(w, len(config.answers))
+
+    def train(self, mode: bool = True) -> VQAModel:
+        super().train(mode)
+        self.text_tower.eval()  # always frozen
+        if self.config.freeze_encoder:
+            self.image_tower.eval()  # frozen BatchNorm statistics too
+        return self
+
+    def tokenize(self, questions: list[str]) -> torch.Tensor:
+        """CLIP token ids [B, context_length] for questions; one longer than the context is an error (cutting it
+        would drop the end of the question)."""
+        from clipworks.model.tokenizer import Tokenizer
+
+        return Tokenizer(context_length=self.text_tower.context_length)(questions, truncate=False)
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (mean, std) of the CLIP model's preprocessing."""
+        return tuple(self.preprocess_config.mean), tuple(self.preprocess_config.std)
+
+    def grid(self, images: torch.Tensor) -> torch.Tensor:
+        """Grid features [B, N, C] of preprocessed images at `config.image_size`."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+            return grid_features(self.image_tower, images)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.forward_grid(self.grid(images), tokens)
+
+    def forward_grid(self, grid: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Answer logits from grid features [B, N, C] and CLIP token ids [B, L] (0 = padding)."""
+        if grid.shape[1] != self.grid_position.shape[0]:
+            raise ValueError(f"grid of {grid.shape[1]} cells; this model was built for {self.grid_position.shape[0]} "
+                             f"(image size {self.config.image_size})")
+        padding = tokens == 0
+        with torch.no_grad():
+            q_tokens = self.text_tower.tokens(tokens)
+        q = self.question_in(q_tokens)
+        for attend, feed in self.encoder:
+            q = feed(attend(q, q, padding))
+        v = self.grid_in(grid.to(q.dtype)) + self.grid_position
+        for attend, guided, feed in self.decoder:
+            v = feed(guided(attend(v, v, None), q, padding))
+        fused = self.norm(self.question_pool(q, padding) + self.grid_pool(v, None))
+        return self.classifier(fused)
+
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable}
+
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """The head, and the image tower unless it is the frozen CLIP one (then `clip_model` names it)."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to(dtype if dtype is not None and v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in self.state_dict().items()
+                 if not k.startswith("text_tower.") and not (self.config.freeze_encoder and k.startswith("image_tower."))}
+        save_file(state, str(out / WEIGHTS_FILE))
+        (out / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        return out
+
+
+def load_vqa(directory: str | Path, device: str | torch.device | None = None) -> VQAModel:
+    """A VQA model saved by `save_pretrained` (its CLIP model is loaded by name)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from clipworks.model.factory import create_model
+
+    path = Path(directory).expanduser()
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{path}: no {CONFIG_FILE} (not a clipworks VQA model directory)")
+    try:
+        config = VQAConfig(**json.loads(config_path.read_text()))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: unreadable VQA config ({exc})") from None
+    clip, _ = create_model(config.clip_model, device="cpu")
+    model = VQAModel(config, clip)
+    try:
+        state = load_file(str(path / WEIGHTS_FILE))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc})") from None
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise CheckpointError(f"{path / WEIGHTS_FILE}: {key} has shape {tuple(value.shape)}; this config needs "
+                                  f"{tuple(expected[key].shape)}")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("text_tower.")
+               and not (config.freeze_encoder and k.startswith("image_tower."))]
+    if missing or unexpected:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing {missing[:3]} unexpected {unexpected[:3]}")
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def preprocess_for(config: VQAConfig, clip_preprocess_config) -> Any:
+    """The image transform at the VQA model's input size, with the CLIP model's normalisation."""
+    from clipworks.model.transforms import image_transform
+
+    return image_transform(replace(clip_preprocess_config, image_size=config.image_size))
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft answer scores [B, A] (each row sums to 1; a one-hot row is the usual CE)."""
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
