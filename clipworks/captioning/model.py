@@ -19,10 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clipworks.errors import CheckpointError, ConfigError
+from clipworks.packaged import WEIGHTS_FILE, load_weights, read_config, resolve
 
 MAPPERS = ("mlp", "transformer")
 CONFIG_FILE = "clipcap_config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -183,49 +183,23 @@ class ClipCap(nn.Module):
         return out
 
 
-# Trained captioners that ship inside the package, by name (made by `python -m clipworks.captioning.make_default`).
-SHIPPED = {"default": "pretrained/default"}
-
-
-def shipped_captioner_path(name: str) -> Path | None:
-    """The packaged directory of a shipped captioner ('default'), or None when the name is not one."""
-    if name not in SHIPPED:
-        return None
-    from importlib import resources
-
-    return Path(str(resources.files("clipworks.captioning").joinpath(SHIPPED[name])))
+def shipped_captioner_path(name: str) -> Path:
+    """The packaged directory of a shipped captioner ('default'; made by `python -m clipworks.captioning.make_default`)."""
+    return resolve(name, "clipworks.captioning")
 
 
 def load_captioner(directory: str | Path = "default", device: str | torch.device | None = None) -> ClipCap:
     """A captioner saved by `save_pretrained`, or a shipped one by name ('default'); a mapper that does not fit
     the LM's width is a clear error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    shipped = shipped_captioner_path(directory) if isinstance(directory, str) else None
-    path = shipped if shipped is not None else Path(directory).expanduser()
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise CheckpointError(f"{path}: no {CONFIG_FILE} (not a clipworks captioner directory)")
+    path = resolve(directory, "clipworks.captioning")
     try:
-        config = CaptionerConfig(**json.loads(config_path.read_text()))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{config_path}: unreadable captioner config ({exc})") from None
+        config = CaptionerConfig(**read_config(path, CONFIG_FILE, "captioner"))
+    except TypeError as exc:
+        raise CheckpointError(f"{path / CONFIG_FILE}: unreadable captioner config ({exc})") from None
     model = ClipCap(config)
-    try:
-        state = load_file(str(path / WEIGHTS_FILE))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc})") from None
-    expected = model.state_dict()
-    for key, value in state.items():
-        if key in expected and expected[key].shape != value.shape:
-            raise CheckpointError(f"{path / WEIGHTS_FILE}: {key} has shape {tuple(value.shape)}, but a {config.mapper} "
-                                  f"mapper for an LM of width {model.width} needs {tuple(expected[key].shape)}")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "lm.lm_head.weight"]
-    if missing or unexpected:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing {missing[:3]} unexpected {unexpected[:3]}")
+    load_weights(model, path, not_stored=lambda k: k == "lm.lm_head.weight",  # tied to the token embedding
+                 mismatch=lambda k, got, want: f"{k} has shape {got}, but a {config.mapper} mapper for an LM of "
+                                               f"width {model.width} needs {want}")
     model.lm.tie_weights()
     if device is not None:
         model.to(device)

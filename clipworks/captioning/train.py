@@ -17,7 +17,8 @@ import torch
 from clipworks.captioning.config import CaptionTrainConfig
 from clipworks.captioning.model import CaptionerConfig, ClipCap
 from clipworks.captioning.tokenizer import gpt2_tokenizer
-from clipworks.errors import CheckpointError, InputFileError
+from clipworks.errors import InputFileError
+from clipworks.training.loop import resume_from, run_steps
 
 
 def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_dir: Path,
@@ -124,9 +125,7 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
                     stop_after: int | None = None) -> dict[str, Any]:
     """Train (or continue) a captioner into `cfg.out`: checkpoint.pt, model/, metrics.jsonl.
     `stop_after` ends this call after that many steps (with a checkpoint); `resume` continues it."""
-    from tqdm import tqdm
 
-    from clipworks.training.schedule import warmup_cosine
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,47 +152,22 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
     pretrain_seconds = time.perf_counter() - pretrain_start  # 0 when the pre-trained LM came from the cache
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    start = 0
-    ckpt = out / "checkpoint.pt"
-    if resume:
-        if not ckpt.exists():
-            raise CheckpointError(f"{ckpt}: nothing to resume from")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        torch.set_rng_state(state["rng"])  # dropout continues as it would have
+    start = resume_from(out, model, optimizer) if resume else 0
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     emb = torch.from_numpy(embeddings)
-    model.train()
-    bar = tqdm(total=cfg.steps, initial=start, desc="caption train", unit="step", disable=not progress)
-    t0 = time.perf_counter()
-    loss_value = float("nan")
-    stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    for step in range(start, stop):
+
+    def loss_at(step: int) -> torch.Tensor:
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.integers(0, len(captions), cfg.batch_size)
         texts = [captions[i][rng.integers(0, len(captions[i]))] for i in idx]
         tokens, mask = encode_captions(tokenizer, texts, cfg.max_tokens, model.vocab)
-        for g in optimizer.param_groups:
-            g["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps, cfg.lr * 0.01)
-        loss = model(emb[idx], tokens, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        loss_value = loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}")
-        if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
-            with (out / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps({"step": step + 1, "loss": round(loss_value, 5)}) + "\n")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 in (cfg.steps, stop):
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                        "rng": torch.get_rng_state()}, tmp)
-            tmp.replace(ckpt)
-    bar.close()
+        return model(emb[idx], tokens, mask)
+
+    model.train()
+    t0 = time.perf_counter()
+    stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    loss_value = run_steps(model, optimizer, loss_at, out, cfg.steps, start, stop, cfg.warmup, cfg.checkpoint_every,
+                           "caption train", progress)
     summary = {"steps": stop, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
                "lm_pretrain_seconds": pretrain_seconds, "parameters": model.parameter_counts(), "data": skipped,
                "out": str(out)}

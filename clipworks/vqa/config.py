@@ -19,7 +19,7 @@ class VQATrainConfig:
     layers: int = 2
     heads: int = 4
     train_size: int = 20000
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
     encoder_lr: float | None = None

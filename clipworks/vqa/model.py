@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError
+from clipworks.packaged import WEIGHTS_FILE, load_weights, read_config, resolve
 from clipworks.vqa.grid import grid_features, grid_shape
 from clipworks.vqa.questions import ANSWERS
 
 ENCODERS = ("clip", "scratch")
 CONFIG_FILE = "vqa_config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -185,38 +185,26 @@ class VQAModel(nn.Module):
         return out
 
 
-def load_vqa(directory: str | Path, device: str | torch.device | None = None) -> VQAModel:
-    """A VQA model saved by `save_pretrained` (its CLIP model is loaded by name)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def shipped_vqa_path(name: str) -> Path:
+    """The packaged directory of a shipped VQA model ('default'; made by `python -m clipworks.vqa.make_default`)."""
+    return resolve(name, "clipworks.vqa")
 
+
+def load_vqa(directory: str | Path = "default", device: str | torch.device | None = None) -> VQAModel:
+    """A VQA model saved by `save_pretrained`, or a shipped one by name ('default'); its CLIP model is loaded
+    by the name in its config."""
     from clipworks.model.factory import create_model
 
-    path = Path(directory).expanduser()
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise CheckpointError(f"{path}: no {CONFIG_FILE} (not a clipworks VQA model directory)")
+    path = resolve(directory, "clipworks.vqa")
     try:
-        config = VQAConfig(**json.loads(config_path.read_text()))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{config_path}: unreadable VQA config ({exc})") from None
+        config = VQAConfig(**read_config(path, CONFIG_FILE, "VQA model"))
+    except TypeError as exc:
+        raise CheckpointError(f"{path / CONFIG_FILE}: unreadable VQA model config ({exc})") from None
     clip, _ = create_model(config.clip_model, device="cpu")
     model = VQAModel(config, clip)
-    try:
-        state = load_file(str(path / WEIGHTS_FILE))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc})") from None
-    expected = model.state_dict()
-    for key, value in state.items():
-        if key in expected and expected[key].shape != value.shape:
-            raise CheckpointError(f"{path / WEIGHTS_FILE}: {key} has shape {tuple(value.shape)}; this config needs "
-                                  f"{tuple(expected[key].shape)}")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("text_tower.")
-               and not (config.freeze_encoder and k.startswith("image_tower."))]
-    if missing or unexpected:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing {missing[:3]} unexpected {unexpected[:3]}")
+    load_weights(model, path,
+                 not_stored=lambda k: k.startswith("text_tower.") or (config.freeze_encoder and k.startswith("image_tower.")),
+                 mismatch=lambda k, got, want: f"{k} has shape {got}; this config needs {want}")
     if device is not None:
         model.to(device)
     return model.eval()
