@@ -57,3 +57,22 @@ def load_weights(model: torch.nn.Module, path: Path, not_stored: Callable[[str],
     missing = [k for k in missing if not not_stored(k)]
     if missing or unexpected:
         raise CheckpointError(f"{file}: missing {missing[:3]} unexpected {unexpected[:3]}")
+
+
+def save_weights(state: dict[str, torch.Tensor], directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write `state` to `directory`/model.safetensors (floating tensors in `dtype` if given); returns the directory."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    cast = {k: v.detach().to(dtype if dtype is not None and v.is_floating_point() else v.dtype).contiguous()
+            for k, v in state.items()}
+    save_file(cast, str(out / WEIGHTS_FILE))
+    return out
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """{"total": all parameters, "trainable": those with requires_grad}."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clipworks.errors import CheckpointError, ConfigError
-from clipworks.packaged import WEIGHTS_FILE, load_weights, read_config, resolve
+from clipworks.packaged import load_weights, parameter_counts, read_config, resolve, save_weights
 
 MAPPERS = ("mlp", "transformer")
 CONFIG_FILE = "clipcap_config.json"
@@ -162,20 +162,14 @@ class ClipCap(nn.Module):
         return F.cross_entropy(predicted.reshape(-1, predicted.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
     def parameter_counts(self) -> dict[str, int]:
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return {"total": total, "trainable": trainable}
+        return parameter_counts(self)
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Weights (in `dtype` if given; loading upcasts to float32) and config into `directory`."""
-        from safetensors.torch import save_file
-
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
+        state = dict(self.state_dict())
         # GPT-2 ties the output layer to the token embedding: store the shared tensor once.
         state.pop("lm.lm_head.weight", None)
-        save_file(state, str(out / WEIGHTS_FILE))
+        out = save_weights(state, directory, dtype)
         config = asdict(self.config)
         config["lm"] = {k: getattr(self.lm.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
         config["lm_path"] = None  # the weights now hold the LM

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError
-from clipworks.packaged import WEIGHTS_FILE, load_weights, read_config, resolve
+from clipworks.packaged import load_weights, parameter_counts, read_config, resolve, save_weights
 from clipworks.vqa.grid import grid_features, grid_shape
 from clipworks.vqa.questions import ANSWERS
 
@@ -167,20 +167,13 @@ class VQAModel(nn.Module):
         return self.classifier(fused)
 
     def parameter_counts(self) -> dict[str, int]:
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return {"total": total, "trainable": trainable}
+        return parameter_counts(self)
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """The head, and the image tower unless it is the frozen CLIP one (then `clip_model` names it)."""
-        from safetensors.torch import save_file
-
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(dtype if dtype is not None and v.is_floating_point() else v.dtype).contiguous()
-                 for k, v in self.state_dict().items()
+        state = {k: v for k, v in self.state_dict().items()
                  if not k.startswith("text_tower.") and not (self.config.freeze_encoder and k.startswith("image_tower."))}
-        save_file(state, str(out / WEIGHTS_FILE))
+        out = save_weights(state, directory, dtype)
         (out / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
         return out
 
