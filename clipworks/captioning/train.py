@@ -43,19 +43,21 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
     embeddings, captions = [], []
     report = SkipReport(total=len(dataset))
     batch: list = []
+
+    def flush() -> None:
+        if batch:
+            embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
+            captions.extend(s.captions for s in batch)
+            batch.clear()
+
     for i in tqdm(range(len(dataset)), desc="CLIP embeddings", unit="img", disable=not progress):
         item = dataset[i]
         report.add(item)
-        if not isinstance(item, Sample):
-            continue
-        batch.append(item)
-        if len(batch) == 256:
-            embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
-            captions += [s.captions for s in batch]
-            batch = []
-    if batch:
-        embeddings.append(embed_images(model, preprocess, [s.image for s in batch]).numpy())
-        captions += [s.captions for s in batch]
+        if isinstance(item, Sample):
+            batch.append(item)
+            if len(batch) == 256:
+                flush()
+    flush()
     if not captions:
         raise InputFileError(f"{data}: no image with a caption to train on ({report.summary()}; {report.first()})")
     matrix = np.concatenate(embeddings).astype(np.float32)
@@ -125,8 +127,6 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
                     stop_after: int | None = None) -> dict[str, Any]:
     """Train (or continue) a captioner into `cfg.out`: checkpoint.pt, model/, metrics.jsonl.
     `stop_after` ends this call after that many steps (with a checkpoint); `resume` continues it."""
-
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     embeddings, captions, skipped = embedding_cache(cfg.clip_model, cfg.data, cfg.data_options,

@@ -165,26 +165,33 @@ class SearchEngine:
     # ------------------------------------------------------------ image -> caption (ClipCap)
 
     def _captioner(self) -> tuple[Any, Any, Any]:
+        """(captioner, the CLIP model it reads, its preprocess), loaded once; the CLIP model is the store's own
+        when the captioner was made for it."""
         with self._lock:
             if self._captioning is None:
+                from clipworks.captioning.evaluate import check_clip
                 from clipworks.captioning.model import load_captioner
 
-                captioner = load_captioner(self.captioner_name, device=next(self.model.parameters()).device)
+                device = next(self.model.parameters()).device
+                captioner = load_captioner(self.captioner_name, device=device)
                 if captioner.config.clip_model == self.model_name:
-                    self._captioning = (captioner, None, None)  # it reads the store's own embeddings
+                    clip, preprocess = self.model, self.preprocess
                 else:
                     from clipworks.model.factory import create_model
 
-                    clip, preprocess = create_model(captioner.config.clip_model, device=next(self.model.parameters()).device)
-                    self._captioning = (captioner, clip, preprocess)
+                    clip, preprocess = create_model(captioner.config.clip_model, device=device)
+                check_clip(captioner, clip)
+                self._captioning = (captioner, clip, preprocess)
             return self._captioning
 
     def describe(self, item_id: int | None = None, image=None, **decoding: Any) -> str:
         """A caption written by the captioner for an indexed item or a PIL image. The store's embedding is used
         when the captioner reads this store's model; otherwise the image is embedded by the captioner's CLIP."""
+        import io
+
         import torch
 
-        from clipworks.captioning.evaluate import caption_embeddings, check_clip
+        from clipworks.captioning.evaluate import caption_embeddings
         from clipworks.model.transforms import decode_image
 
         captioner, clip, preprocess = self._captioner()
@@ -196,17 +203,14 @@ class SearchEngine:
             key = (item_id, found[0].sha256)
             if key in self._descriptions:
                 return self._descriptions[key]
-            if clip is None:
+            if clip is self.model:
                 embedding = self.embedding_of(item_id)
             else:
-                import io
-
                 image = decode_image(io.BytesIO(read_item_bytes(found[0].path, self.store.roots())), found[0].path)
         elif image is None:
             raise InputFileError("describe: give an item id or an image")
         if image is not None:
-            embedding = self.embed_image(image) if clip is None else embed_images(clip, preprocess, [image]).numpy()[0]
-        check_clip(captioner, clip if clip is not None else self.model)
+            embedding = embed_images(clip, preprocess, [image]).numpy()[0]
         caption = caption_embeddings(captioner, torch.tensor(np.asarray(embedding), dtype=torch.float32)[None], **decoding)[0]
         if key is not None:
             self._descriptions[key] = caption

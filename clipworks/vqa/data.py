@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +62,14 @@ def to_input(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def answer_index(answers: list[str], vocabulary: list[str] = list(ANSWERS)) -> torch.Tensor:
+def answer_index(answers: list[str], vocabulary: Sequence[str] = ANSWERS) -> torch.Tensor:
+    """Each answer's index in the answer vocabulary."""
     lookup = {a: i for i, a in enumerate(vocabulary)}
     return torch.tensor([lookup[a] for a in answers], dtype=torch.long)
 
 
 @torch.no_grad()
-def grid_cache(model, tensors: VQATensors, mean, std, cache_path: Path | None, batch_size: int = 256,
+def grid_cache(model, tensors: VQATensors, cache_path: Path | None, batch_size: int = 256,
                progress: bool = True) -> torch.Tensor:
     """Grid features [N, cells, C] (float16) of a frozen encoder for every item, computed once."""
     from tqdm import tqdm
@@ -75,6 +77,7 @@ def grid_cache(model, tensors: VQATensors, mean, std, cache_path: Path | None, b
     if cache_path is not None and cache_path.exists():
         return torch.from_numpy(np.load(cache_path))
     parts = []
+    mean, std = model.normalisation()
     model.eval()
     for start in tqdm(range(0, len(tensors.images), batch_size), desc="grid features", unit="batch", disable=not progress):
         parts.append(model.grid(to_input(tensors.images[start:start + batch_size], mean, std)).half())

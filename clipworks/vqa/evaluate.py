@@ -16,7 +16,7 @@ import torch
 
 from clipworks.data.world import COLOURS, SHAPES, SIZES
 from clipworks.errors import InputFileError
-from clipworks.vqa.questions import ANSWERS, COUNTS, TYPES, YES_NO
+from clipworks.vqa.questions import COUNTS, TYPES, YES_NO
 
 TEST_SEED = 1  # test items: other scenes than training's (seed 0)
 
@@ -37,20 +37,15 @@ def answer_candidates(question: str) -> list[str]:
 
 def accuracy_by_type(predicted: list[str], answers: list[str], types: list[str]) -> dict[str, float]:
     """Accuracy per question type (in TYPES order) and 'overall'."""
-    right: dict[str, list[bool]] = defaultdict(list)
-    for p, a, t in zip(predicted, answers, types):
-        right[t].append(p == a)
-    out = {t: float(np.mean(right[t])) for t in TYPES if right[t]}
-    out["overall"] = float(np.mean([p == a for p, a in zip(predicted, answers)]))
-    return out
+    return _mean_by_type([float(p == a) for p, a in zip(predicted, answers)], types)
 
 
 def chance_by_type(questions: list[str], types: list[str]) -> dict[str, float]:
     """Expected accuracy of a uniform guess among each question's candidate answers."""
-    return accuracy_like([1 / len(answer_candidates(q)) for q in questions], types)
+    return _mean_by_type([1 / len(answer_candidates(q)) for q in questions], types)
 
 
-def accuracy_like(values: list[float], types: list[str]) -> dict[str, float]:
+def _mean_by_type(values: list[float], types: list[str]) -> dict[str, float]:
     by: dict[str, list[float]] = defaultdict(list)
     for v, t in zip(values, types):
         by[t].append(v)
@@ -129,5 +124,3 @@ def ask(model, image, question: str, top: int = 3) -> list[tuple[str, float]]:
     order = probs.argsort(descending=True)[:top].tolist()
     return [(model.config.answers[i], float(probs[i])) for i in order]
 
-
-__all__ = ["ANSWERS", "accuracy_by_type", "answer_candidates", "ask", "evaluate_vqa", "predict", "zero_shot_vqa"]

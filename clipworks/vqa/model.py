@@ -171,11 +171,15 @@ class VQAModel(nn.Module):
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """The head, and the image tower unless it is the frozen CLIP one (then `clip_model` names it)."""
-        state = {k: v for k, v in self.state_dict().items()
-                 if not k.startswith("text_tower.") and not (self.config.freeze_encoder and k.startswith("image_tower."))}
+        state = {k: v for k, v in self.state_dict().items() if _stored(self.config, k)}
         out = save_weights(state, directory, dtype)
         (out / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
         return out
+
+
+def _stored(config: VQAConfig, key: str) -> bool:
+    """Whether a weight is saved with the model: never the CLIP text tower, the image tower only if trained."""
+    return not key.startswith("text_tower.") and not (config.freeze_encoder and key.startswith("image_tower."))
 
 
 def shipped_vqa_path(name: str) -> Path:
@@ -196,7 +200,7 @@ def load_vqa(directory: str | Path = "default", device: str | torch.device | Non
     clip, _ = create_model(config.clip_model, device="cpu")
     model = VQAModel(config, clip)
     load_weights(model, path,
-                 not_stored=lambda k: k.startswith("text_tower.") or (config.freeze_encoder and k.startswith("image_tower.")),
+                 not_stored=lambda k: not _stored(config, k),
                  mismatch=lambda k, got, want: f"{k} has shape {got}; this config needs {want}")
     if device is not None:
         model.to(device)

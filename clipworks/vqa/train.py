@@ -21,7 +21,6 @@ from clipworks.vqa.config import VQATrainConfig
 def train_vqa(cfg: VQATrainConfig, resume: bool = False, progress: bool = True,
               stop_after: int | None = None) -> dict[str, Any]:
     """Train (or continue) a VQA model into `cfg.out`: checkpoint.pt, model/, metrics.jsonl, summary.json."""
-
     from clipworks.model.factory import create_model
     from clipworks.vqa.data import answer_index, grid_cache, render_items, to_input
     from clipworks.vqa.model import VQAConfig, VQAModel, soft_cross_entropy
@@ -40,7 +39,7 @@ def train_vqa(cfg: VQATrainConfig, resume: bool = False, progress: bool = True,
     targets = answer_index(data.answers, config.answers)
     grid = None
     if cfg.freeze_encoder:
-        grid = grid_cache(model, data, mean, std, cache / f"grid-{cfg.clip_model.replace('/', '_')}-{cfg.image_size}-"
+        grid = grid_cache(model, data, cache / f"grid-{cfg.clip_model.replace('/', '_')}-{cfg.image_size}-"
                           f"{cfg.train_size}-{cfg.seed}.npy", progress=progress)
     head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("image_tower.")]
     groups = [{"params": head, "lr": cfg.lr}]
