@@ -278,11 +278,13 @@ def _background_array(bg: Background, n: int, rng: np.random.Generator) -> np.nd
     return c1 + t[..., None] * (c2 - c1)
 
 
-def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = None) -> Image.Image:
+def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = None,
+           opacity: Sequence[float] | None = None) -> Image.Image:
     """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background.
 
     `greys` (one level per object) renders it in grayscale with those object brightnesses instead of the
-    objects' colours, so brightness says nothing about which colour, and hence which shape, it was."""
+    objects' colours, so brightness says nothing about which colour, and hence which shape, it was.
+    `opacity` (one in [0, 1] per object) fades objects in and out, as video frames need."""
     rng = np.random.default_rng(scene.seed)
     n, big = image_size, 4 * image_size
     pixels = _background_array(scene.background, n, rng)
@@ -298,7 +300,9 @@ def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = Non
         jitter = rng.integers(-10, 11, size=3)
         base = np.array((greys[k],) * 3) if greys is not None else np.array(COLOURS[obj.colour])
         fill = tuple(int(c) for c in np.clip(base + jitter * (greys is None), 0, 255))
-        draw.polygon([tuple(p) for p in pts], fill=(*fill, 255))
+        alpha = 255 if opacity is None else round(255 * min(max(opacity[k], 0.0), 1.0))
+        if alpha:  # an invisible object is not drawn, but takes its jitter so the others' colours stay put
+            draw.polygon([tuple(p) for p in pts], fill=(*fill, alpha))
     shapes = np.asarray(layer.resize((n, n), Image.Resampling.LANCZOS), dtype=np.float32)
     alpha = shapes[..., 3:] / 255.0
     pixels = pixels * (1 - alpha) + shapes[..., :3] * alpha

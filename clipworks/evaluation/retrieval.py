@@ -11,7 +11,11 @@ def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor,
                       ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """`text_to_image[t]` is the index of the image caption t describes. Image->text counts a hit when any of
     the image's captions is within the top K; text->image ranks the caption's own image."""
-    sims = image_features @ text_features.t()  # [images, texts]
+    return retrieval_from_scores(image_features @ text_features.t(), text_to_image, ks)
+
+
+def retrieval_from_scores(sims: torch.Tensor, text_to_image: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """The same metrics from a score matrix [images (or videos), texts], for models that score pairs jointly."""
     n_images = sims.shape[0]
     # text -> image: rank (1-based) of the true image among all images
     true_t2i = sims[text_to_image, torch.arange(sims.shape[1])]

@@ -26,15 +26,21 @@ class VisionTransformer(nn.Module):
         self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
         self.transformer.init_weights()
 
-    def tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """All output tokens [B, 1 + grid², width] after the Transformer (class token first), before ln_post."""
+    def tokens(self, images: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """All output tokens [B, 1 + grid², width] after the Transformer (class token first), before ln_post;
+        with `blocks`, after only the first `blocks` residual blocks."""
         x = self.conv1(images.to(self.conv1.weight.dtype))
         grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         pos = resize_position_embedding(self.positional_embedding, grid)  # other input sizes: interpolated
         x = torch.cat([cls, x], dim=1) + pos.to(x.dtype)
-        return self.transformer(self.ln_pre(x))
+        x = self.ln_pre(x)
+        if blocks is None:
+            return self.transformer(x)
+        for block in self.transformer.resblocks[:blocks]:
+            x = block(x)
+        return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.ln_post(self.tokens(images)[:, 0]) @ self.proj

@@ -54,6 +54,9 @@ class SearchEngine:
         model_name = self.store.get_meta("model")
         if model_name is None:
             raise InputFileError(f"{store_dir}: the store is empty (run `clipworks index PATH --store {store_dir}`)")
+        if model is None and model_name.startswith("video:"):
+            raise InputFileError(f"{store_dir}: a video store (made by `clipworks video index`); "
+                                 "query it with `clipworks video search`")
         if model is None:
             from clipworks.model.factory import create_model, get_tokenizer
 

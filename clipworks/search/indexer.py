@@ -46,11 +46,12 @@ class IndexReport:
     removed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    unit: str = "images"
 
     def summary(self) -> str:
         rate = (self.added + self.updated) / self.seconds if self.seconds else 0.0
         line = (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
-                f"skipped {len(self.skipped)} ({rate:.1f} images/s embedded)")
+                f"skipped {len(self.skipped)} ({rate:.1f} {self.unit}/s embedded)")
         if self.skipped:
             line += "\n" + "\n".join(f"  skipped {p}: {r}" for p, r in self.skipped[:20])
             if len(self.skipped) > 20:

@@ -1,0 +1,137 @@
+"""Video data for training and evaluation: clips of the generated video world, or a folder of videos with
+captions (a same-name .txt) and labels (the parent folder's name), turned once into the frozen trunk's features.
+Unreadable videos are skipped and counted."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clipworks.errors import InputFileError
+from clipworks.video.decode import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, read_video
+
+
+@dataclass
+class VideoTensors:
+    """N clips as trunk features [N, T, ...] (float16), frame mask [N, T], captions and labels per clip."""
+
+    trunk: torch.Tensor
+    mask: torch.Tensor
+    captions: list[list[str]]
+    labels: list[str]
+    keys: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)  # clips of one group share their objects (the world's); else one each
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            self.groups = list(range(len(self.keys)))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def trunk_features(model, frames: np.ndarray, batch_clips: int = 32) -> torch.Tensor:
+    """Frames [N, T, H, W, 3] uint8 -> the model's frozen trunk features [N, T, ...] in float16."""
+    from clipworks.video.model import preprocess_frames
+
+    out = []
+    for start in range(0, len(frames), batch_clips):
+        x = preprocess_frames(model, frames[start:start + batch_clips])
+        out.append(model.trunk(x).half().cpu())
+    return torch.cat(out)
+
+
+def _cached(path: Path | None, build) -> VideoTensors:
+    if path is not None and path.exists():
+        return VideoTensors(**torch.load(path, weights_only=False))
+    data = build()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(data.__dict__, tmp)
+        tmp.replace(path)
+    return data
+
+
+def world_tensors(model, size: int, seed: int = 0, split: str = "train", cache_dir: Path | None = None,
+                  progress: bool = True, chunk: int = 64, group: int = 4) -> VideoTensors:
+    """`size` clips of the generated video world (see `clipworks.video.world`) through the model's trunk;
+    cached in `cache_dir` by model, sampling and world parameters."""
+    from tqdm import tqdm
+
+    from clipworks.video.world import VideoWorld
+
+    t = model.config.num_frames
+    key = hashlib.sha1(f"{model.config.clip_model}|{size}|{seed}|{split}|{t}|{group}".encode()).hexdigest()[:16]
+    path = None if cache_dir is None else Path(cache_dir) / f"world-{split}-{size}-{seed}-{t}-g{group}-{key}.pt"
+
+    def build() -> VideoTensors:
+        world = VideoWorld(size, seed, split, t, model.clip.config.vision.image_size, group=group)
+        trunks, captions, labels, keys, groups = [], [], [], [], []
+        for start in tqdm(range(0, size, chunk), desc=f"video world {split}", unit="chunk", disable=not progress):
+            samples = [world[i] for i in range(start, min(size, start + chunk))]
+            trunks.append(trunk_features(model, np.stack([s.frames for s in samples])))
+            captions += [s.captions for s in samples]
+            labels += [s.label for s in samples]
+            keys += [s.key for s in samples]
+            groups += [s.group for s in samples]
+        trunk = torch.cat(trunks)
+        return VideoTensors(trunk, torch.ones(trunk.shape[:2], dtype=torch.bool), captions, labels, keys, [], groups)
+
+    return _cached(path, build)
+
+
+def list_videos(root: str | Path) -> list[Path]:
+    """Video files and frame folders under `root`, recursively, in sorted order."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise InputFileError(f"{root}: no such folder")
+    if root.is_file():
+        return [root]
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append(path)
+        elif path.is_dir() and any(f.suffix.lower() in FRAME_EXTENSIONS for f in path.iterdir() if f.is_file()):
+            found.append(path)
+    return found
+
+
+def _captions_of(path: Path) -> list[str]:
+    side = path.with_suffix(".txt") if path.is_file() else path.parent / f"{path.name}.txt"
+    if side.is_file():
+        return [line.strip() for line in side.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return []
+
+
+def folder_tensors(model, root: str | Path, cache_dir: Path | None = None, progress: bool = True) -> VideoTensors:
+    """Every readable video under `root`: captions from a same-name .txt (one a line), label from the parent
+    folder (the UCF101 / Kinetics layout); decoded frames cached in `cache_dir`. Bad videos are skipped and listed."""
+    from tqdm import tqdm
+
+    videos = list_videos(root)
+    if not videos:
+        raise InputFileError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders")
+    size = model.clip.config.vision.image_size
+    frames, masks, captions, labels, keys, skipped = [], [], [], [], [], []
+    for path in tqdm(videos, desc="decoding", unit="video", disable=not progress):
+        try:
+            video = read_video(path, model.config.num_frames, size=(size, size),
+                               cache_dir=None if cache_dir is None else Path(cache_dir) / "frames")
+        except InputFileError as exc:
+            skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
+            continue
+        frames.append(video.frames)
+        masks.append(torch.from_numpy(video.mask))
+        captions.append(_captions_of(path))
+        labels.append(path.parent.name)
+        keys.append(str(path))
+    if not frames:
+        raise InputFileError(f"{root}: none of the {len(videos)} videos could be read (first: {skipped[0][0]}: {skipped[0][1]})")
+    trunk = trunk_features(model, np.stack(frames))
+    return VideoTensors(trunk, torch.stack(masks), captions, labels, keys, skipped)

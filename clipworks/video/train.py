@@ -1,0 +1,124 @@
+"""Training video models: CLIP4Clip (captions, symmetric InfoNCE) and ActionCLIP (label prompts, KL to the
+multi-positive target) on frozen-trunk features computed once, with separate learning rates for CLIP's weights
+and the new layers, warmup + cosine, checkpoints and exact resume (each step's batch is seeded by the step)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clipworks.errors import ConfigError, InputFileError
+from clipworks.training.loop import resume_from, run_steps
+from clipworks.video.config import TRAIN_METHODS, VideoTrainConfig
+
+
+def check_config(cfg: VideoTrainConfig) -> None:
+    if cfg.method not in TRAIN_METHODS:
+        raise ConfigError(f"method must be one of {', '.join(TRAIN_METHODS)}; got {cfg.method!r}")
+    if cfg.fusion not in ("meanP", "seqTransf"):
+        raise ConfigError(f"fusion must be meanP or seqTransf; got {cfg.fusion!r}")
+    if cfg.loss not in ("auto", "kl", "infonce"):
+        raise ConfigError(f"loss must be auto, kl or infonce; got {cfg.loss!r}")
+    if cfg.batch_size < 2:
+        raise ConfigError(f"batch_size must be at least 2 for a contrastive loss; got {cfg.batch_size}")
+
+
+def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = True,
+                stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or continue) a video model into `cfg.out`: checkpoint.pt, model/, metrics.jsonl, summary.json."""
+    from clipworks.model.factory import create_model, get_tokenizer
+    from clipworks.training.trainer import param_groups
+    from clipworks.video.data import folder_tensors, world_tensors
+    from clipworks.video.losses import kl_multi_positive, symmetric_cross_entropy
+    from clipworks.video.model import VideoCLIP, VideoConfig
+    from clipworks.video.world import ACTION_TEMPLATES
+
+    check_config(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out.parent / ".video-cache"
+    torch.manual_seed(cfg.seed)
+    actionclip = cfg.method == "actionclip"
+    loss_name = cfg.loss if cfg.loss != "auto" else ("kl" if actionclip else "infonce")
+    clip, _ = create_model(cfg.clip_model, device="cpu")
+    config = VideoConfig(method=cfg.fusion if actionclip else cfg.method, clip_model=cfg.clip_model,
+                         num_frames=cfg.num_frames, temporal_layers=cfg.temporal_layers, train_visual=cfg.train_visual,
+                         templates=ACTION_TEMPLATES if actionclip else ())
+    model = VideoCLIP(config, clip)
+    if cfg.data == "world":
+        data = world_tensors(model, cfg.train_size, cfg.seed, "train", cache, progress)
+    else:
+        data = folder_tensors(model, cfg.data, cache, progress)
+    if actionclip:
+        model.config = config = replace(config, labels=tuple(sorted(set(data.labels))))
+        usable = np.arange(len(data))
+    else:
+        usable = np.array([i for i, c in enumerate(data.captions) if c])
+        if not len(usable):
+            raise InputFileError(f"{cfg.data}: no video has captions (a same-name .txt, one caption a line)")
+    if len(usable) < cfg.batch_size:
+        raise ConfigError(f"{len(usable)} usable videos, fewer than batch_size {cfg.batch_size}")
+    groups: dict[int, list[int]] = {}
+    for i in usable:
+        groups.setdefault(data.groups[i], []).append(int(i))
+    tokenizer = get_tokenizer(clip)
+    clip_groups = [dict(g, lr=cfg.lr_clip) for g in param_groups(model.clip, cfg.weight_decay)]
+    new_groups = [dict(g, lr=cfg.lr_new) for g in param_groups(_New(model), cfg.weight_decay)]
+    optimizer = torch.optim.AdamW([g for g in clip_groups + new_groups if g["params"]], betas=(0.9, 0.98), eps=1e-6)
+    start = resume_from(out, model, optimizer) if resume else 0
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    def loss_at(step: int) -> torch.Tensor:
+        rng = np.random.default_rng([cfg.seed, step])
+        idx = batch_indices(rng, groups, cfg.batch_size)
+        frames = model.frame_features(data.trunk[idx].float())
+        if actionclip:
+            texts = [ACTION_TEMPLATES[rng.integers(len(ACTION_TEMPLATES))].format(data.labels[i]) for i in idx]
+        else:
+            texts = [data.captions[i][rng.integers(len(data.captions[i]))] for i in idx]
+        logits = model.logits(model.encode_text(tokenizer(texts)), frames, data.mask[idx])  # [texts, videos]
+        if loss_name == "kl":
+            return kl_multi_positive(logits.t(), [data.labels[i] for i in idx])
+        return symmetric_cross_entropy(logits)
+
+    stop = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    model.train()
+    t0 = time.perf_counter()
+    loss = run_steps(model, optimizer, loss_at, out, cfg.steps, start, stop, cfg.warmup, cfg.checkpoint_every,
+                     desc=f"video {cfg.method}", progress=progress)
+    seconds = time.perf_counter() - t0
+    model.eval()
+    model.save_pretrained(out / "model")
+    summary = {"method": cfg.method, "similarity": config.method, "loss": loss_name, "steps_done": stop,
+               "final_loss": loss, "train_seconds": round(seconds, 1), "train_videos": len(usable),
+               "skipped": [list(s) for s in data.skipped], "trainable_parameters": {
+                   "clip": sum(p.numel() for p in model.clip_parameters()),
+                   "new": sum(p.numel() for p in model.new_parameters())}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def batch_indices(rng: np.random.Generator, groups: dict[int, list[int]], batch_size: int) -> np.ndarray:
+    """`batch_size` distinct clips, taken a whole group at a time (the world's groups share their objects, so the
+    batch holds hard negatives); the last group may be cut."""
+    keys = list(groups)
+    picked: list[int] = []
+    for g in rng.permutation(len(keys)):
+        picked += groups[keys[g]]
+        if len(picked) >= batch_size:
+            break
+    return np.sort(np.array(picked[:batch_size]))
+
+
+class _New(torch.nn.Module):
+    """The video model's own layers as one module, for `param_groups`."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.temporal, self.cross = model.temporal, model.cross
