@@ -245,3 +245,28 @@ def test_cli_writes_indexes_searches_and_classifies_with_bad_videos_counted(tmp_
                            (("search", "a star", "--store", str(tmp_path / "nowhere")), "no clipworks store")):
         proc = run(*args)
         assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_training_on_a_folder_of_videos_skips_and_counts_bad_ones(tmp_path):
+    from clipworks.video.config import VideoTrainConfig
+    from clipworks.video.model import load_video_model
+    from clipworks.video.train import train_video
+
+    world = VideoWorld(12, seed=4, group=1, num_frames=6)
+    for i in range(12):
+        sample = world[i]
+        path = write_video(tmp_path / "clips" / sample.label.replace(" ", "_") / f"{i}.mp4", sample.frames, fps=6)
+        path.with_suffix(".txt").write_text("\n".join(sample.captions) + "\n")
+    (tmp_path / "clips" / "grows" / "bad.mp4").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "clips" / "grows" / "bad.mp4").write_bytes(b"\x00\x01" * 100)
+    base = dict(data=str(tmp_path / "clips"), steps=2, batch_size=4, num_frames=4, warmup=1, temporal_layers=1)
+    summary = train_video(VideoTrainConfig(out=str(tmp_path / "ac"), method="actionclip", **base), progress=False)
+    assert summary["train_videos"] == 12 and len(summary["skipped"]) == 1 and summary["skipped"][0][0].endswith("bad.mp4")
+    labels = load_video_model(tmp_path / "ac" / "model").config.labels
+    assert set(labels) == {world[i].label.replace(" ", "_") for i in range(12)}
+    summary = train_video(VideoTrainConfig(out=str(tmp_path / "mp"), method="meanP", **base), progress=False)
+    assert summary["train_videos"] == 12 and summary["steps_done"] == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="no videos"):
+        train_video(VideoTrainConfig(out=str(tmp_path / "x"), method="meanP", **{**base, "data": str(tmp_path / "empty")}),
+                    progress=False)

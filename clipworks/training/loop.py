@@ -41,6 +41,8 @@ def run_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_at:
         group.setdefault("base_lr", group["lr"])
     params = [p for group in optimizer.param_groups for p in group["params"]]
     ckpt = out / CHECKPOINT
+    if start == 0:
+        (out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run in a used directory starts a fresh log
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress)
     loss_value = float("nan")
     for step in range(start, stop):
