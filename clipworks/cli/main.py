@@ -6,10 +6,10 @@ import argparse
 import sys
 import warnings
 
-from clipworks.cli import caption, embed, evaluate, models, search, similarity, train, video, vqa
+from clipworks.cli import caption, embed, evaluate, models, search, similarity, sketch, train, video, vqa
 from clipworks.errors import ClipworksError
 
-SUBCOMMANDS = (models, embed, similarity, train, evaluate, search, caption, vqa, video)
+SUBCOMMANDS = (models, embed, similarity, train, evaluate, search, caption, vqa, video, sketch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,7 +100,7 @@ def _eval(args: argparse.Namespace) -> int:
     result: dict = {"model": args.model, "method": model.config.method}
     if args.data == "world":
         split = args.split or "train"
-        data = world_tensors(model, args.size or 1000, seed=1, split=split)
+        data = world_tensors(model, args.size or 1000, seed=1, split=split, group=3 if split == "heldout" else 4)
         labels = {"train": TRAIN_ACTIONS, "heldout": HELDOUT_ACTIONS, "all": ACTIONS}[split]
         result["actions"] = action_accuracy(model, data, labels, templates)
     else:
