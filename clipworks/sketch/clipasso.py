@@ -38,6 +38,7 @@ class SketchConfig:
     mask: str = "auto"
     clip_model: str = "default"
     snapshots: int = 6
+    loss_input: int | None = 128  # the side the CLIP tower sees in the losses (None: its own input size)
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -104,7 +105,7 @@ def sketch_image(image: Image.Image, config: SketchConfig | None = None, clip=No
     target_np, mask = prepare_target(image, cfg.canvas, cfg.mask)
     target = torch.from_numpy(target_np).permute(2, 0, 1)[None]
     loss_fn = SketchLoss(clip, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
-                         augmentations=cfg.augmentations)
+                         augmentations=cfg.augmentations, input_size=cfg.loss_input)
     weights = None
     if cfg.init == "saliency":
         weights = relevance_map(clip, target) * edge_map(target_np) * mask

@@ -87,7 +87,9 @@ class SketchLoss(torch.nn.Module):
 
     def __init__(self, clip: CLIP, target: torch.Tensor, layers: Sequence[str] | None = None,
                  layer_weights: Sequence[float] = (1.0, 1.0), semantic_weight: float = 0.1,
-                 augmentations: int = 4) -> None:
+                 augmentations: int = 4, input_size: int | None = None) -> None:
+        """`input_size`: the side the image tower sees (default: its own). Larger inputs give the geometric loss
+        finer activation maps; the towers interpolate their position embeddings for any size."""
         super().__init__()
         self.clip = clip.eval()
         for p in self.clip.parameters():
@@ -100,7 +102,7 @@ class SketchLoss(torch.nn.Module):
         self.semantic_weight = semantic_weight
         self.augmentations = augmentations
         cfg = clip.config.preprocess
-        self.size = cfg.image_size
+        self.size = input_size or cfg.image_size
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1))
 
