@@ -163,7 +163,8 @@ def test_cli_writes_svg_png_and_steps_and_names_bad_input(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     for args, expected in (([str(tmp_path / "broken.png")], "broken.png"),
                            ([str(tmp_path / "object.png"), "--out", str(tmp_path / "s.png")], "must end in .svg"),
-                           ([str(tmp_path / "object.png"), "--mask", str(tmp_path / "nomask.png")], "nomask.png")):
+                           ([str(tmp_path / "object.png"), "--mask", str(tmp_path / "nomask.png")], "nomask.png"),
+                           ([str(tmp_path / "object.png"), "--out", str(tmp_path / "object.svg")], "overwrite the input")):
         proc = subprocess.run([sys.executable, "-m", "clipworks.cli.main", "sketch", *args], env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

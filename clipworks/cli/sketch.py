@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".svg":
         raise InputFileError(f"{out}: --out must end in .svg")
+    source = Path(args.image).resolve()
+    for written in (out.with_suffix(".png"), out.with_name(out.stem + "_steps.png")):
+        if written.resolve() == source:
+            raise InputFileError(f"{written}: --out {out} would overwrite the input image; choose another name")
     cfg = SketchConfig(strokes=args.strokes, steps=args.steps, seeds=args.seeds, init=args.init, mask=args.mask,
                        stroke_width=args.stroke_width, semantic_weight=args.semantic_weight, clip_model=args.model)
     result = sketch_image(image, cfg)

@@ -191,7 +191,7 @@ def save_grid(targets: dict[str, np.ndarray], grid: dict, path: Path, title: str
             ax.set_yticks([])
     axes[0, 0].set_title("target", fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
