@@ -1,0 +1,1 @@
+"""Sketching (CLIPasso): Bézier strokes through a differentiable rasteriser against CLIP losses."""
