@@ -64,7 +64,7 @@ class SketchResult:
 def prepare_target(image: Image.Image, canvas: int, mask: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(image [canvas, canvas, 3] in [0, 1] with the background made white, mask [canvas, canvas] bool):
     the image is padded to a square on white and resized."""
-    from clipworks.sketch.init import auto_mask, load_mask
+    from clipworks.sketch.init import auto_mask
 
     image = image.convert("RGB")
     side = max(image.size)
@@ -76,11 +76,12 @@ def prepare_target(image: Image.Image, canvas: int, mask: str = "auto") -> tuple
     elif mask == "auto":
         m = auto_mask(array)
     else:
-        m = load_mask(mask, (canvas, canvas)) if image.size == (side, side) else _padded_mask(mask, image, side, canvas)
+        m = _padded_mask(mask, image, side, canvas)
     return np.where(m[..., None], array, 1.0).astype(np.float32), m
 
 
 def _padded_mask(path: str, image: Image.Image, side: int, canvas: int) -> np.ndarray:
+    """A user's mask at the image's size, padded to the square like the image (outside = background)."""
     from clipworks.sketch.init import load_mask
 
     m = Image.fromarray(load_mask(path, image.size).astype(np.uint8) * 255)

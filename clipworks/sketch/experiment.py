@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 STROKES = (4, 8, 16, 32)
@@ -59,18 +58,16 @@ class ZeroShot:
     """The default CLIP as a zero-shot classifier over a class set, with a prompt ensemble."""
 
     def __init__(self, clip, preprocess, classes: list[str]) -> None:
-        from clipworks.evaluation.features import embed_texts
+        from clipworks.evaluation.zeroshot import build_classifier
         from clipworks.model.factory import get_tokenizer
 
-        tok = get_tokenizer(clip)
-        text = torch.stack([embed_texts(clip, tok, [p.format(c) for p in PROMPTS]).mean(0) for c in classes])
         self.clip, self.preprocess, self.classes = clip, preprocess, classes
-        self.text = text / text.norm(dim=-1, keepdim=True)
+        self.weights = build_classifier(clip, get_tokenizer(clip), classes, PROMPTS)  # [D, C]
 
     def __call__(self, image: Image.Image) -> str:
         from clipworks.evaluation.features import embed_images
 
-        return self.classes[int((embed_images(self.clip, self.preprocess, [image.convert("RGB")]) @ self.text.t()).argmax())]
+        return self.classes[int((embed_images(self.clip, self.preprocess, [image.convert("RGB")]) @ self.weights).argmax())]
 
 
 def recogniser_control(size: int = 256) -> dict[str, float]:

@@ -17,17 +17,15 @@ from clipworks.model.clip import CLIP
 def relevance_map(clip: CLIP, image: torch.Tensor, samples: int = 8, noise: float = 0.1, seed: int = 0) -> np.ndarray:
     """[H, W] in [0, 1]: how strongly each pixel of `image` [1, 3, H, W] (in [0, 1]) moves the CLIP embedding
     along its own direction (|gradient| summed over colours, averaged over `samples` noisy copies)."""
-    cfg = clip.config.preprocess
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
+    from clipworks.sketch.losses import clip_input
+
     generator = torch.Generator().manual_seed(seed)
     h, w = image.shape[-2:]
     total = torch.zeros(h, w)
     clip.eval()
     for _ in range(samples):
         x = (image + noise * torch.randn(image.shape, generator=generator)).requires_grad_(True)
-        small = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
-        emb = clip.encode_image((small - mean) / std)[0]
+        emb = clip.encode_image(clip_input(clip, x))[0]
         (emb @ F.normalize(emb.detach(), dim=0)).backward()
         total += x.grad[0].abs().sum(0)
     total = F.avg_pool2d(total[None, None], 5, stride=1, padding=2)[0, 0]  # smooth the speckle

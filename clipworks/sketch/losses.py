@@ -14,6 +14,17 @@ from clipworks.model.clip import CLIP
 from clipworks.model.vision_transformer import VisionTransformer
 
 
+def clip_input(clip: CLIP, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Images [B, 3, H, W] in [0, 1] -> the tower's input: resized to `size` (default: the model's input size)
+    and normalised, differentiably."""
+    cfg = clip.config.preprocess
+    side = size or cfg.image_size
+    images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(cfg.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
 def default_layers(clip: CLIP) -> tuple[str, ...]:
     """The activations compared by the geometric loss: ResNet stages 2 and 3 (as CLIPasso), or the ViT blocks
     at a third and two thirds of its depth."""
@@ -101,14 +112,10 @@ class SketchLoss(torch.nn.Module):
         self.layer_weights = tuple(layer_weights)
         self.semantic_weight = semantic_weight
         self.augmentations = augmentations
-        cfg = clip.config.preprocess
-        self.size = input_size or cfg.image_size
-        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1))
+        self.size = input_size
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        return (images - self.mean) / self.std
+        return clip_input(self.clip, images, self.size)
 
     def forward(self, sketch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """(total loss, its parts) over the un-augmented pair and `augmentations` augmented ones."""

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,12 @@ class FeatureModel(nn.Module):
         return image, text, self.clip.logit_scale, negative
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on gains, biases, BatchNorm/LayerNorm parameters, 1-d embeddings or the temperature."""
+def param_groups(model: nn.Module | Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on gains, biases, BatchNorm/LayerNorm parameters, 1-d embeddings or the temperature.
+    `model`: a module, or (name, parameter) pairs such as a filtered `named_parameters()`."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    named = model.named_parameters() if isinstance(model, nn.Module) else model
+    for name, p in named:
         if not p.requires_grad:
             continue
         skip = p.ndim < 2 or "bn" in name or "ln_" in name or "bias" in name or "logit_scale" in name

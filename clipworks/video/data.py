@@ -102,11 +102,15 @@ def list_videos(root: str | Path) -> list[Path]:
     return found
 
 
-def _captions_of(path: Path) -> list[str]:
+def captions_of(path: Path) -> list[str]:
+    """The captions in a video's same-name .txt (a frame folder's: <folder>.txt beside it); none if absent or empty."""
+    from clipworks.data.readers import read_caption_file
+
     side = path.with_suffix(".txt") if path.is_file() else path.parent / f"{path.name}.txt"
-    if side.is_file():
-        return [line.strip() for line in side.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    return []
+    try:
+        return read_caption_file(side) if side.is_file() else []
+    except InputFileError:
+        return []
 
 
 def folder_tensors(model, root: str | Path, cache_dir: Path | None = None, progress: bool = True) -> VideoTensors:
@@ -128,7 +132,7 @@ def folder_tensors(model, root: str | Path, cache_dir: Path | None = None, progr
             continue
         frames.append(video.frames)
         masks.append(torch.from_numpy(video.mask))
-        captions.append(_captions_of(path))
+        captions.append(captions_of(path))
         labels.append(path.parent.name)
         keys.append(str(path))
     if not frames:

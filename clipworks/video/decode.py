@@ -61,7 +61,7 @@ def sample_indices(total: int, num_frames: int | None, source_fps: float | None 
     return [candidates[int(p)] for p in positions]
 
 
-def _pad(frames: list[np.ndarray], num_frames: int | None, path: str, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def _stack(frames: list[np.ndarray], num_frames: int | None, path: str, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
     if size is not None:
         from PIL import Image
 
@@ -94,7 +94,7 @@ def _read_folder(path: Path, num_frames: int | None, fps: float | None, folder_f
     except InputFileError:
         raise InputFileError(f"{path}: a frame folder has no frame rate; pass folder_fps to sample at {fps} fps") from None
     frames = [np.asarray(decode_image(files[i], str(files[i]))) for i in keep]
-    padded, mask = _pad(frames, num_frames, str(path), size)
+    padded, mask = _stack(frames, num_frames, str(path), size)
     return Video(padded, mask, str(path), len(files), folder_fps)
 
 
@@ -134,7 +134,7 @@ def _read_file(path: Path, num_frames: int | None, fps: float | None, size: tupl
         raise InputFileError(f"{name}: no decodable frames (truncated or corrupt)")
     if len(frames) < len(keep):
         raise InputFileError(f"{name}: corrupt: {len(frames)} of the {len(keep)} sampled frames decode")
-    padded, mask = _pad(frames, num_frames, name, size)
+    padded, mask = _stack(frames, num_frames, name, size)
     return Video(padded, mask, name, total, source_fps)
 
 

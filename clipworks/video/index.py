@@ -16,7 +16,7 @@ import torch
 from clipworks.errors import ConfigError, InputFileError
 from clipworks.search.indexer import IndexReport
 from clipworks.search.store import Store
-from clipworks.video.data import list_videos
+from clipworks.video.data import captions_of, list_videos
 from clipworks.video.decode import read_video
 
 MODEL_PREFIX = "video:"
@@ -35,14 +35,6 @@ def _fingerprint(path: Path) -> tuple[int, float, str]:
     listing = "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     return sum(f.stat().st_size for f in files), max((f.stat().st_mtime for f in files), default=0.0), \
         hashlib.sha256(listing.encode()).hexdigest()
-
-
-def _caption(path: Path) -> str | None:
-    side = path.with_suffix(".txt") if path.is_file() else path.parent / f"{path.name}.txt"
-    if side.is_file():
-        text = side.read_text(encoding="utf-8", errors="replace").strip()
-        return text.splitlines()[0] if text else None
-    return None
 
 
 def index_videos(roots: Sequence[str | Path], store_dir: str | Path, model: str = "default", batch_size: int = 16,
@@ -110,7 +102,7 @@ def index_videos(roots: Sequence[str | Path], store_dir: str | Path, model: str 
                     continue
                 row = {"path": key, "root": root_key, "folder": str(path.parent), "ext": path.suffix.lower().lstrip(".") or "frames",
                        "size": nbytes, "mtime": mtime, "sha256": sha, "width": int(video.frames.shape[2]),
-                       "height": int(video.frames.shape[1]), "caption": _caption(path),
+                       "height": int(video.frames.shape[1]), "caption": next(iter(captions_of(path)), None),
                        "extra": {"frames": video.source_frames, "fps": video.fps}}
                 pending.append((row, video))
                 if len(pending) >= batch_size:

@@ -88,6 +88,13 @@ def mean_pool(frame_features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.normalize((f * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
 
 
+def _encoder(width: int, layers: int, heads: int) -> nn.TransformerEncoder:
+    """A pre-LN Transformer encoder (GELU, MLP ratio 4, dropout 0.1) for the new temporal layers."""
+    layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.1, activation="gelu", batch_first=True,
+                                       norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
 class TemporalTransformer(nn.Module):
     """seqTransf (CLIP4Clip) / Transf (ActionCLIP): frame position embeddings and a Transformer over the frames,
     added back to the frame features, then meanP. Its output projection starts at zero, so an untrained module
@@ -96,9 +103,7 @@ class TemporalTransformer(nn.Module):
     def __init__(self, width: int, num_frames: int, layers: int, heads: int) -> None:
         super().__init__()
         self.position = nn.Parameter(torch.randn(num_frames, width) * 0.01)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.1, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = _encoder(width, layers, heads)
         self.out = nn.Linear(width, width)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -119,9 +124,7 @@ class CrossEncoder(nn.Module):
         super().__init__()
         self.position = nn.Parameter(torch.randn(num_frames + 1, width) * 0.01)
         self.type_embedding = nn.Parameter(torch.randn(2, width) * 0.01)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.1, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = _encoder(width, layers, heads)
         self.score = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1))
 
     def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, chunk: int = 4096) -> torch.Tensor:

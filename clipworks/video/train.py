@@ -69,7 +69,8 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
         groups.setdefault(data.groups[i], []).append(int(i))
     tokenizer = get_tokenizer(clip)
     clip_groups = [dict(g, lr=cfg.lr_clip) for g in param_groups(model.clip, cfg.weight_decay)]
-    new_groups = [dict(g, lr=cfg.lr_new) for g in param_groups(_New(model), cfg.weight_decay)]
+    own = ((n, p) for n, p in model.named_parameters() if not n.startswith("clip."))
+    new_groups = [dict(g, lr=cfg.lr_new) for g in param_groups(own, cfg.weight_decay)]
     optimizer = torch.optim.AdamW([g for g in clip_groups + new_groups if g["params"]], betas=(0.9, 0.98), eps=1e-6)
     start = resume_from(out, model, optimizer) if resume else 0
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -87,7 +88,7 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
             return kl_multi_positive(logits.t(), [data.labels[i] for i in idx])
         return symmetric_cross_entropy(logits)
 
-    stop = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     model.train()
     t0 = time.perf_counter()
     loss = run_steps(model, optimizer, loss_at, out, cfg.steps, start, stop, cfg.warmup, cfg.checkpoint_every,
@@ -115,10 +116,3 @@ def batch_indices(rng: np.random.Generator, groups: dict[int, list[int]], batch_
             break
     return np.sort(np.array(picked[:batch_size]))
 
-
-class _New(torch.nn.Module):
-    """The video model's own layers as one module, for `param_groups`."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.temporal, self.cross = model.temporal, model.cross

@@ -195,23 +195,23 @@ def _phrase(track: Track, rng: random.Random) -> str:
     return rng.choice(PHRASES[track.action]).format(frm=track.start_colour, to=track.end_colour)
 
 
-def _who(track: Track, rng: random.Random, colour: bool = True) -> str:
+def _who(track: Track, colour: bool = True) -> str:
     return image_world._a(f"{track.start_colour} {track.shape}" if colour else track.shape)
 
 
 def clip_captions(clip: Clip, rng: random.Random) -> list[str]:
     """4 captions: full names with every action, then variants that drop colour or the second object."""
     main = clip.tracks[0]
-    out = [f"{_who(main, rng)} {_phrase(main, rng)}"]
+    out = [f"{_who(main)} {_phrase(main, rng)}"]
     if len(clip.tracks) > 1:
         other = clip.tracks[1]
         joiner = rng.choice((" while ", " and ", ", as "))
-        out[0] += f"{joiner}{_who(other, rng)} {_phrase(other, rng)}"
-        out.append(f"{_who(other, rng)} {_phrase(other, rng)} while {_who(main, rng)} {_phrase(main, rng)}")
+        out[0] += f"{joiner}{_who(other)} {_phrase(other, rng)}"
+        out.append(f"{_who(other)} {_phrase(other, rng)} while {_who(main)} {_phrase(main, rng)}")
     else:
-        out.append(f"{_who(main, rng)} {_phrase(main, rng)} on a {image_world.BACKGROUND_WORDS[clip.background.kind]} background")
-    out.append(f"{_who(main, rng, colour=False)} {_phrase(main, rng)}")
-    out.append(f"{_who(main, rng)} {_phrase(main, rng)}")
+        out.append(f"{_who(main)} {_phrase(main, rng)} on a {image_world.BACKGROUND_WORDS[clip.background.kind]} background")
+    out.append(f"{_who(main, colour=False)} {_phrase(main, rng)}")
+    out.append(f"{_who(main)} {_phrase(main, rng)}")
     return out
 
 
