@@ -7,11 +7,14 @@ from clipworks.data.readers import open_pairs, register_source
 
 
 def _world(size: int = 50000, seed: int = 0, split: str = "train", image_size: int = 64,
-           min_objects: int = 1, max_objects: int = 3, grayscale: float = 0.0, hard_negatives: bool = False):
+           min_objects: int = 1, max_objects: int = 3, grayscale: float = 0.0, hard_negatives: bool = False,
+           styles: str = "classic", photos: str | None = None):
+    """`styles`: classic, train, heldout, all, or style names joined by '+'; `photos`: names joined by '+'."""
     from clipworks.data.world import WorldDataset
 
+    extra = {"photos": photos} if photos else {}
     return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(min_objects, max_objects),
-                        grayscale=grayscale, hard_negatives=hard_negatives)
+                        grayscale=grayscale, hard_negatives=hard_negatives, styles=styles, **extra)
 
 
 def _digits(split: str = "train", image_size: int = 64):

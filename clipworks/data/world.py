@@ -9,7 +9,6 @@ accuracy and retrieval can be measured on combinations the model never saw.
 from __future__ import annotations
 
 import argparse
-import colorsys
 import json
 import math
 import random
@@ -22,6 +21,8 @@ import numpy as np
 import torch.utils.data
 from PIL import Image, ImageDraw
 
+from clipworks.data import styles as style_lib
+from clipworks.data.styles import BACKGROUND_WORDS, BACKGROUNDS, STYLE_SETS, Background  # noqa: F401 (re-exported)
 from clipworks.data.types import Sample
 
 # ---------------------------------------------------------------- vocabulary
@@ -52,9 +53,6 @@ RELATIONS = ("left of", "right of", "above", "below", "bigger than", "smaller th
 # Centres this far apart (fraction of the image) along an axis make left/right or above/below true.
 RELATION_MARGIN = 0.1
 
-BACKGROUNDS = ("plain", "gradient", "noise", "stripes", "checker")
-BACKGROUND_WORDS = {"plain": "plain", "gradient": "gradient", "noise": "noisy", "stripes": "striped", "checker": "checkered"}
-
 SPLITS = ("train", "heldout", "all")
 # Colour i with shape (i + 3) % 8: every colour and every shape is held out exactly once.
 HELDOUT_PAIRS: tuple[tuple[str, str], ...] = tuple(
@@ -82,6 +80,8 @@ class SceneObject:
     y: float
     radius: float
     rotation: float  # degrees, counter-clockwise
+    # (x scale, shear, x perspective, y perspective) applied to the outline before rotation; identity in "classic"
+    warp: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
 
     @property
     def position(self) -> str:
@@ -92,23 +92,22 @@ class SceneObject:
 
 
 @dataclass
-class Background:
-    """A low-saturation backdrop: `kind` blends `colour` into `colour2` along a pattern."""
-
-    kind: str
-    colour: tuple[int, int, int]
-    colour2: tuple[int, int, int]
-    angle: float  # degrees; direction of gradient and stripes
-    period: float  # fraction of the image; stripe period, checker cell or noise cell
-
-
-@dataclass
 class Scene:
-    """Objects (the first is the main one), a background, and the seed of the rendering noise."""
+    """Objects (the first is the main one), a background, the seed of the rendering noise and a drawing style
+    (`clipworks.data.styles`); style None is the first world's look, rendered exactly as it always was."""
 
     objects: list[SceneObject]
     background: Background
     seed: int
+    style: str | None = None
+    # Rendered at this multiple of the output size, then resized (several resolutions); 1.0 in "classic"
+    render_scale: float = 1.0
+    inks: list[tuple[int, int, int]] | None = None  # per object: the drawn colour where it is not the named one
+
+    @property
+    def has_colour(self) -> bool:
+        """False for styles whose images say nothing of colour (silhouettes): their captions name none."""
+        return self.style not in style_lib.COLOURLESS_STYLES
 
     def relations(self) -> list[tuple[int, str, int]]:
         """(subject index, relation, object index) for every relation that holds, both directions."""
@@ -149,6 +148,7 @@ class Scene:
             ],
             "relations": [{"subject": i, "relation": r, "object": j} for i, r, j in self.relations()],
             "background": self.background.kind,
+            "style": self.style or "classic",
         }
 
 
@@ -164,37 +164,42 @@ def _as_random(rng: random.Random | np.random.Generator) -> random.Random:
 
 
 def _sample_background(rng: random.Random) -> Background:
-    hue = rng.random()
-    sat = rng.uniform(0.0, 0.22)
-    val = rng.uniform(0.22, 0.6)
-    val2 = min(max(val + rng.choice((-1, 1)) * rng.uniform(0.08, 0.18), 0.15), 0.68)
-    hue2 = (hue + rng.uniform(-0.08, 0.08)) % 1.0
-    sat2 = min(max(sat + rng.uniform(-0.05, 0.05), 0.0), 0.22)
-
-    def rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
-        return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(h, s, v))
-
-    kind = rng.choice(BACKGROUNDS)
-    period = {"stripes": rng.uniform(0.08, 0.2), "checker": rng.uniform(0.08, 0.2), "noise": rng.uniform(0.12, 0.3)}
-    return Background(kind, rgb(hue, sat, val), rgb(hue2, sat2, val2), rng.uniform(0, 360), period.get(kind, 1.0))
+    """The first world's muted backdrop (kept under this name for the video world)."""
+    return style_lib.sample_classic_background(rng)
 
 
-def _place(rng: random.Random, placed: list[SceneObject], size: str, tries: int = 60) -> tuple[float, float, float] | None:
-    radius = SIZES[size] * rng.uniform(1 - RADIUS_JITTER, 1 + RADIUS_JITTER)
+def _style_set(styles: str | Sequence[str]) -> tuple[str, ...]:
+    chosen = STYLE_SETS.get(styles) if isinstance(styles, str) else tuple(styles)
+    if not chosen or any(s not in style_lib.STYLES for s in chosen):
+        raise ValueError(f"styles must be one of {', '.join(STYLE_SETS)} or names from {', '.join(style_lib.STYLES)}; "
+                         f"got {styles!r}")
+    return chosen
+
+
+def _place(rng: random.Random, placed: list[SceneObject], size: str, tries: int = 60, apart: float = 0.95,
+           radius: float | None = None) -> tuple[float, float, float] | None:
+    radius = radius or SIZES[size] * rng.uniform(1 - RADIUS_JITTER, 1 + RADIUS_JITTER)
     lo, hi = radius + 0.02, 1 - radius - 0.02  # keep the whole shape inside the frame
     for _ in range(tries):
         x, y = rng.uniform(lo, hi), rng.uniform(lo, hi)
-        if all(math.hypot(x - o.x, y - o.y) >= 0.95 * (radius + o.radius) for o in placed):
+        if all(math.hypot(x - o.x, y - o.y) >= apart * (radius + o.radius) for o in placed):
             return x, y, radius
     return None
 
 
 def sample_scene(
-    rng: random.Random | np.random.Generator, split: str = "train", n_objects: tuple[int, int] = (1, 3)
+    rng: random.Random | np.random.Generator, split: str = "train", n_objects: tuple[int, int] = (1, 3),
+    styles: str | Sequence[str] = "classic", photos: Sequence[str] = style_lib.TRAIN_PHOTOS,
 ) -> Scene:
-    """A random scene; in "train" no object is a held-out pair, in "heldout" the main object is one."""
+    """A random scene; in "train" no object is a held-out pair, in "heldout" the main object is one.
+
+    `styles` "classic" is the first world (flat shapes on muted backdrops); any other set ("train", "heldout",
+    "all" or a list of style names) draws a style, a backdrop of any brightness (or a crop of one of `photos`),
+    frame-filling single objects, warps, slight overlaps and a render resolution."""
     _check_split(split)
     rng = _as_random(rng)
+    classic = styles == "classic"
+    style_names = _style_set(styles)
     n = rng.randint(n_objects[0], n_objects[1])
     pairs_for_main = {"train": TRAIN_PAIRS, "heldout": HELDOUT_PAIRS, "all": ALL_PAIRS}[split]
     pairs_for_rest = ALL_PAIRS if split == "all" else TRAIN_PAIRS
@@ -203,16 +208,28 @@ def sample_scene(
     for k in range(n):
         colour, shape = rng.choice(pairs_for_main if k == 0 else pairs_for_rest)
         size = rng.choice(tuple(SIZES))
-        where = _place(rng, objects, size)
+        radius = None
+        if not classic and n == 1 and rng.random() < 0.3:  # frame-filling
+            size, radius = "large", rng.uniform(0.26, 0.44)
+        apart = 0.95 if classic else 0.8  # the new world lets objects overlap a little (partial occlusion)
+        where = _place(rng, objects, size, apart=apart, radius=radius)
         if where is None and size != "small":  # crowded: a small one may still fit
             size = "small"
-            where = _place(rng, objects, size)
+            where = _place(rng, objects, size, apart=apart)
         if where is None:
             continue  # never for the main object: an empty scene always has room
         x, y, radius = where
         rotation = 0.0 if shape == "circle" else rng.uniform(-MAX_ROTATION, MAX_ROTATION)
-        objects.append(SceneObject(shape, colour, size, x, y, radius, rotation))
-    return Scene(objects, _sample_background(rng), rng.getrandbits(32))
+        warp = (1.0, 0.0, 0.0, 0.0) if classic else (
+            math.exp(rng.uniform(-0.15, 0.15)), rng.uniform(-0.15, 0.15), rng.uniform(-0.12, 0.12), rng.uniform(-0.12, 0.12))
+        objects.append(SceneObject(shape, colour, size, x, y, radius, rotation, warp))
+    if classic:
+        return Scene(objects, _sample_background(rng), rng.getrandbits(32))
+    style = rng.choice(style_names)
+    inks = [style_lib.ink(style, COLOURS[o.colour], rng) for o in objects]
+    background = style_lib.sample_background(rng, inks, tuple(photos))
+    scale = rng.choice((0.75, 1.0, 1.0, 1.5))
+    return Scene(objects, background, rng.getrandbits(32), style, scale, inks)
 
 
 # ---------------------------------------------------------------- rendering
@@ -254,60 +271,74 @@ SHAPE_OUTLINES: dict[str, np.ndarray] = {
 }
 
 
-def _background_array(bg: Background, n: int, rng: np.random.Generator) -> np.ndarray:
-    coords = (np.arange(n, dtype=np.float32) + 0.5) / n
-    xx, yy = np.meshgrid(coords, coords)
-    a = math.radians(bg.angle)
-    along = xx * math.cos(a) + yy * math.sin(a)
-    if bg.kind == "plain":
-        t = np.zeros((n, n), np.float32)
-    elif bg.kind == "gradient":
-        t = (along - along.min()) / max(float(along.max() - along.min()), 1e-6)
-    elif bg.kind == "stripes":
-        t = 0.5 + 0.5 * np.tanh(3 * np.sin(2 * np.pi * along / bg.period))
-    elif bg.kind == "checker":
-        t = ((np.floor(xx / bg.period) + np.floor(yy / bg.period)) % 2).astype(np.float32)
-    elif bg.kind == "noise":
-        cells = max(2, round(1 / bg.period))
-        coarse = Image.fromarray(rng.random((cells, cells), dtype=np.float32), mode="F")
-        t = np.asarray(coarse.resize((n, n), Image.Resampling.BICUBIC)).clip(0, 1)
-    else:
-        raise ValueError(f"background kind must be one of {', '.join(BACKGROUNDS)}; got {bg.kind!r}")
-    c1 = np.array(bg.colour, np.float32)
-    c2 = np.array(bg.colour2, np.float32)
-    return c1 + t[..., None] * (c2 - c1)
+def _outline(obj: SceneObject, big: int) -> np.ndarray:
+    """The object's outline in pixels of a `big`-pixel canvas: warped, rotated, scaled and placed."""
+    pts = SHAPE_OUTLINES[obj.shape]
+    if obj.warp != (1.0, 0.0, 0.0, 0.0):
+        sx, shear, px, py = obj.warp
+        pts = np.stack([pts[:, 0] * sx + shear * pts[:, 1], pts[:, 1] / sx], axis=1)
+        pts = pts / (1.0 + px * pts[:, :1] + py * pts[:, 1:2])
+        pts = pts / np.linalg.norm(pts, axis=1).max()  # keep the circumradius, so sizes stay comparable
+    a = math.radians(-obj.rotation)  # counter-clockwise on screen, where y points down
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return pts @ rot.T * (obj.radius * big) + (obj.x * big, obj.y * big)
 
 
 def render(scene: Scene, image_size: int = 64, greys: Sequence[int] | None = None,
            opacity: Sequence[float] | None = None) -> Image.Image:
-    """The scene as an RGB image: shapes drawn at 4x and downsampled, over a muted background.
+    """The scene as an RGB image in its style (`clipworks.data.styles`) over its background.
 
     `greys` (one level per object) renders it in grayscale with those object brightnesses instead of the
     objects' colours, so brightness says nothing about which colour, and hence which shape, it was.
     `opacity` (one in [0, 1] per object) fades objects in and out, as video frames need."""
     rng = np.random.default_rng(scene.seed)
-    n, big = image_size, 4 * image_size
-    pixels = _background_array(scene.background, n, rng)
+    style = scene.style or "flat"
+    n = image_size
+    if style == "pixel":  # drawn small, then blown up without smoothing
+        n = max(8, round(image_size / (1.5 + 3.0 * rng.random())))
+    elif scene.render_scale != 1.0:
+        n = max(8, round(image_size * scene.render_scale))
+    pixels = style_lib.background_array(scene.background, n, rng)
     if greys is not None:
         pixels = np.repeat(pixels.mean(axis=2, keepdims=True), 3, axis=2)
+    inks = scene.inks or [COLOURS[o.colour] for o in scene.objects]
+    if scene.style is None:
+        pixels = _draw_flat(scene, pixels, n, rng, greys, opacity, inks)
+    else:
+        canvas = style_lib.Canvas(n, 4 if n <= 64 else 2, rng)
+        for k, obj in enumerate(scene.objects):
+            jitter = rng.integers(-10, 11, size=3)
+            base = np.array((greys[k],) * 3, np.float32) if greys is not None else np.array(inks[k], np.float32)
+            colour = np.clip(base + jitter * (greys is None), 0, 255).astype(np.float32)
+            rgb, alpha = style_lib.draw_object(style, _outline(obj, canvas.big), colour, obj.radius * canvas.big, canvas)
+            if opacity is not None:
+                alpha = alpha * min(max(opacity[k], 0.0), 1.0)
+            alpha = alpha[..., None]
+            pixels = pixels * (1 - alpha) + np.asarray(rgb, np.float32) * alpha
+    pixels = style_lib.finish(style, pixels, rng)
+    pixels += rng.normal(0.0, 3.0, size=pixels.shape).astype(np.float32)
+    image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+    if n != image_size:
+        resample = Image.Resampling.NEAREST if style == "pixel" else Image.Resampling.BICUBIC
+        image = image.resize((image_size, image_size), resample)
+    return image
 
+
+def _draw_flat(scene: Scene, pixels: np.ndarray, n: int, rng: np.random.Generator, greys, opacity, inks) -> np.ndarray:
+    """Filled shapes drawn at 4x and downsampled (the first world's renderer, unchanged for style None)."""
+    big = 4 * n
     layer = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     for k, obj in enumerate(scene.objects):
-        a = math.radians(-obj.rotation)  # counter-clockwise on screen, where y points down
-        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        pts = SHAPE_OUTLINES[obj.shape] @ rot.T * (obj.radius * big) + (obj.x * big, obj.y * big)
         jitter = rng.integers(-10, 11, size=3)
-        base = np.array((greys[k],) * 3) if greys is not None else np.array(COLOURS[obj.colour])
+        base = np.array((greys[k],) * 3) if greys is not None else np.array(inks[k])
         fill = tuple(int(c) for c in np.clip(base + jitter * (greys is None), 0, 255))
         alpha = 255 if opacity is None else round(255 * min(max(opacity[k], 0.0), 1.0))
         if alpha:  # an invisible object is not drawn, but takes its jitter so the others' colours stay put
-            draw.polygon([tuple(p) for p in pts], fill=(*fill, alpha))
+            draw.polygon([tuple(p) for p in _outline(obj, big)], fill=(*fill, alpha))
     shapes = np.asarray(layer.resize((n, n), Image.Resampling.LANCZOS), dtype=np.float32)
     alpha = shapes[..., 3:] / 255.0
-    pixels = pixels * (1 - alpha) + shapes[..., :3] * alpha
-    pixels += rng.normal(0.0, 3.0, size=pixels.shape).astype(np.float32)
-    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+    return pixels * (1 - alpha) + shapes[..., :3] * alpha
 
 
 # ---------------------------------------------------------------- captions
@@ -421,6 +452,20 @@ def grayscale_captions(scene: Scene, rng: random.Random | np.random.Generator) -
     return pool[: rng.randint(3, 5)]
 
 
+def scene_captions(scene: Scene, rng: random.Random | np.random.Generator, grey: bool = False) -> list[str]:
+    """Captions for any scene: `captions` (or colourless ones for grey or colourless renderings), and in the
+    styled world, half the time, one that names the style ("a sketch of a red star"), as real alt-text does."""
+    rng = _as_random(rng)
+    colourless = grey or not scene.has_colour
+    chosen = grayscale_captions(scene, rng) if colourless else captions(scene, rng)
+    if scene.style is not None and rng.random() < 0.5:
+        main = scene.objects[0]
+        words = main.shape if colourless else f"{main.colour} {main.shape}"
+        styled = rng.choice(style_lib.STYLE_WORDS[scene.style]).format(a=_a(words), n=words)
+        chosen[rng.randrange(len(chosen))] = styled
+    return chosen
+
+
 def captions(scene: Scene, rng: random.Random | np.random.Generator) -> list[str]:
     """4-6 distinct captions, all mentioning the main object: mostly by colour and shape, and (so that shape
     has to be learned, not inferred from colour alone) usually one naming shapes only and sometimes one
@@ -455,7 +500,7 @@ def _swap_word(caption: str, old: str, new: str, phrase: str) -> str | None:
     return None
 
 
-def hard_negative(caption: str, scene: Scene, rng: random.Random, grayscale: bool = False) -> str:
+def _word_swap(caption: str, scene: Scene, rng: random.Random, grayscale: bool = False) -> str:
     """A false caption one word away from `caption`: the main object's shape (else its colour) swapped for one
     that no object in the scene has. For a coloured scene the new colour-shape pair is a training pair, so a
     negative never names a held-out combination and never teaches "colour c is not shape s" for one.
@@ -473,6 +518,79 @@ def hard_negative(caption: str, scene: Scene, rng: random.Random, grayscale: boo
     if colours and (swapped := _swap_word(caption, main.colour, rng.choice(colours), phrase)) is not None:
         return swapped
     return ""
+
+
+# NegCLIP-style negatives (for the ARO benchmark's failure modes): the same words in another order.
+_NAME = re.compile(r"\b(an?) (?:(small|medium|large) )?(?:(" + "|".join(COLOURS) + r") )?(" + "|".join(SHAPES) + r")\b")
+_PHRASE_RELATION = {phrase: relation for relation, phrase in _RELATION_PHRASES.items()}
+
+
+def _names(caption: str) -> list[re.Match]:
+    return list(_NAME.finditer(caption))
+
+
+def _matches(obj: SceneObject, name: re.Match) -> bool:
+    _, size, colour, shape = name.groups()
+    return obj.shape == shape and colour in (None, obj.colour) and size in (None, obj.size)
+
+
+def _true_of(scene: Scene, first: re.Match, relation: str, second: re.Match) -> bool:
+    """Whether some object described by `first` stands in `relation` to one described by `second`."""
+    return any(_matches(scene.objects[i], first) and _matches(scene.objects[j], second)
+               for i, r, j in scene.relations() if r == relation)
+
+
+def relation_swap(caption: str, scene: Scene) -> str:
+    """"A to the left of B" -> "B to the left of A" when that is false of the scene; else ""."""
+    for phrase in sorted(_PHRASE_RELATION, key=len, reverse=True):
+        at = caption.find(f" {phrase} ")
+        if at < 0:
+            continue
+        before = [m for m in _names(caption) if m.end() <= at]
+        after = [m for m in _names(caption) if m.start() >= at + len(phrase) + 2]
+        if not before or not after:
+            return ""
+        a, b = before[-1], after[0]
+        swapped = caption[:a.start()] + b.group(0) + caption[a.end():b.start()] + a.group(0) + caption[b.end():]
+        names = _names(swapped)
+        new_a = next(m for m in names if m.start() == a.start())
+        new_b = names[names.index(new_a) + 1]
+        return "" if _true_of(scene, new_a, _PHRASE_RELATION[phrase], new_b) else swapped
+    return ""
+
+
+def attribute_swap(caption: str, scene: Scene, rng: random.Random) -> str:
+    """Two named objects of different colours and shapes trade colours ("a red circle and a blue square" ->
+    "a blue circle and a red square"), when some object so named is absent from the scene; else ""."""
+    names = [m for m in _names(caption) if m.group(3)]
+    pairs = [(a, b) for k, a in enumerate(names) for b in names[k + 1:]
+             if a.group(3) != b.group(3) and a.group(4) != b.group(4)]
+    if not pairs:
+        return ""
+    a, b = rng.choice(pairs)
+    swapped = (caption[:a.start(3)] + b.group(3) + caption[a.end(3):b.start(3)] + a.group(3) + caption[b.end(3):])
+    swapped = re.sub(r"\ban ([^aeiou])", r"a \1", re.sub(r"\ba ([aeiou])", r"an \1", swapped))
+    named = _names(swapped)
+    if all(any(_matches(o, m) for o in scene.objects) for m in named):
+        return ""  # every object it names is there: not a negative
+    if any(m.group(3) and (m.group(3), m.group(4)) not in TRAIN_PAIRS for m in named):
+        return ""  # a negative never names a held-out pair, so it never teaches "c is not s" for one
+    return swapped
+
+
+def hard_negative(caption: str, scene: Scene, rng: random.Random, grayscale: bool = False) -> str:
+    """A false caption close to `caption`. In the first world: one word swapped (`_word_swap`). In the styled
+    world, NegCLIP's swaps too: a relation's arguments (`relation_swap`) or two objects' colours
+    (`attribute_swap`), preferred when possible so word order and binding must be read. "" when none applies."""
+    if scene.style is None:
+        return _word_swap(caption, scene, rng, grayscale)
+    options = [relation_swap(caption, scene)]
+    if not grayscale:
+        options.append(attribute_swap(caption, scene, rng))
+    options = [o for o in options if o]
+    if options and rng.random() < 0.8:
+        return rng.choice(options)
+    return _word_swap(caption, scene, rng, grayscale) or (options[0] if options else "")
 
 
 # ---------------------------------------------------------------- datasets
@@ -500,11 +618,14 @@ class WorldDataset(torch.utils.data.Dataset):
 
     def __init__(
         self, size: int, seed: int = 0, split: str = "train", image_size: int = 64, n_objects: tuple[int, int] = (1, 3),
-        grayscale: float = 0.0, hard_negatives: bool = False,
+        grayscale: float = 0.0, hard_negatives: bool = False, styles: str | Sequence[str] = "classic",
+        photos: Sequence[str] = style_lib.TRAIN_PHOTOS,
     ) -> None:
         """`grayscale`: the fraction of items rendered in black and white with colourless captions, which
         grounds shape words apart from colour (like CLIP training's random-grayscale augmentation).
-        `hard_negatives`: each sample also carries one false caption per caption (`hard_negative`)."""
+        `hard_negatives`: each sample also carries one false caption per caption (`hard_negative`).
+        `styles`: "classic" (the first world's look), a style set ("train", "heldout", "all") or style names;
+        `photos`: the scikit-image photos that photo backdrops are cropped from."""
         _check_split(split)
         if not 1 <= n_objects[0] <= n_objects[1]:
             raise ValueError(f"n_objects must be (low, high) with 1 <= low <= high; got {n_objects!r}")
@@ -514,6 +635,11 @@ class WorldDataset(torch.utils.data.Dataset):
         self.n_objects = tuple(n_objects)
         self.grayscale = grayscale
         self.hard_negatives = hard_negatives
+        if isinstance(styles, str) and "+" in styles:  # "sketch+mosaic", as a --data spec can write it
+            styles = tuple(styles.split("+"))
+        _style_set(styles)
+        self.styles = styles if isinstance(styles, str) else tuple(styles)
+        self.photos = tuple(photos.split("+")) if isinstance(photos, str) else tuple(photos)
 
     def __len__(self) -> int:
         return self.size
@@ -524,29 +650,44 @@ class WorldDataset(torch.utils.data.Dataset):
         return random.Random(item_seed(self.seed, self.split, i))
 
     def scene(self, i: int) -> Scene:
-        return sample_scene(self._rng(i), self.split, self.n_objects)
+        return sample_scene(self._rng(i), self.split, self.n_objects, self.styles, self.photos)
 
     def __getitem__(self, i: int) -> Sample:
         rng = self._rng(i)
-        scene = sample_scene(rng, self.split, self.n_objects)
+        scene = sample_scene(rng, self.split, self.n_objects, self.styles, self.photos)
         facts = scene.facts()
         key = f"world/{self.split}/{self.seed}/{i}"
         grey = bool(self.grayscale) and rng.random() < self.grayscale
         if grey:
-            # Random grey levels, far from the (dark to mid) background, independent of the objects' colours.
-            image = render(scene, self.image_size, greys=[rng.randint(150, 255) for _ in scene.objects])
+            image = render(scene, self.image_size, greys=_grey_levels(scene, rng))
             facts["grayscale"] = True
-            sample = Sample(image, grayscale_captions(scene, rng), key, facts)
         else:
-            sample = Sample(render(scene, self.image_size), captions(scene, rng), key, facts)
+            image = render(scene, self.image_size)
+        if scene.style is None:  # the first world's captions, drawn exactly as before
+            sample = Sample(image, grayscale_captions(scene, rng) if grey else captions(scene, rng), key, facts)
+        else:
+            sample = Sample(image, scene_captions(scene, rng, grey=grey), key, facts)
         if self.hard_negatives:
             sample.negatives = [hard_negative(c, scene, rng, grayscale=grey) for c in sample.captions]
         return sample
 
 
-def single_object_dataset(size: int, seed: int = 0, split: str = "heldout", image_size: int = 64) -> WorldDataset:
+def _grey_levels(scene: Scene, rng: random.Random) -> list[int]:
+    """Random grey levels for the objects, independent of their colours and far from the backdrop's brightness."""
+    if scene.style is None:  # the first world's backdrops are dark to mid grey
+        return [rng.randint(150, 255) for _ in scene.objects]
+    bg = scene.background
+    level = 128 if bg.kind == "photo" else (sum(bg.colour) + sum(bg.colour2)) / 6
+    low, high = (0, max(0, int(level) - 80)) if level > 128 else (min(255, int(level) + 80), 255)
+    return [rng.randint(low, high) for _ in scene.objects]
+
+
+def single_object_dataset(size: int, seed: int = 0, split: str = "heldout", image_size: int = 64,
+                          styles: str | Sequence[str] = "classic", photos: Sequence[str] = style_lib.TRAIN_PHOTOS
+                          ) -> WorldDataset:
     """One object per image, for zero-shot classification: labels are facts["objects"][0]["shape"|"colour"]."""
-    return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(1, 1))
+    return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(1, 1), styles=styles,
+                        photos=photos)
 
 
 def write_world(

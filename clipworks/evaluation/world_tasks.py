@@ -1,14 +1,18 @@
-"""Held-out evaluations on the generated world: zero-shot shape and colour on unseen colour-shape pairs,
-and image<->text retrieval over held-out scenes."""
+"""Held-out evaluations on the generated world: zero-shot shape and colour on unseen colour-shape pairs and
+on each drawing style, image<->text retrieval over held-out scenes, and ARO-style swapped-caption tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from clipworks.data.world import COLOURS, SHAPES, WorldDataset, single_object_dataset
+from clipworks.data.styles import COLOURLESS_STYLES
+
+from clipworks.data.world import COLOURS, SHAPES, WorldDataset, sample_scene, single_object_dataset
+from clipworks.data import world as world_lib
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.evaluation.retrieval import retrieval_metrics
 from clipworks.evaluation.zeroshot import accuracy, build_classifier, load_templates
@@ -16,13 +20,15 @@ from clipworks.model.clip import CLIP
 
 
 def zero_shot_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 1,
-                    split: str = "heldout") -> dict[str, Any]:
-    """Shape and colour accuracy on single-object scenes; on 'heldout' every pair is unseen in training."""
-    data = single_object_dataset(n, seed=seed, split=split)
+                    split: str = "heldout", styles: str | Sequence[str] = "classic") -> dict[str, Any]:
+    """Shape and colour accuracy on single-object scenes; on 'heldout' every pair is unseen in training.
+    `styles` picks the drawing styles (`clipworks.data.styles`); colour is left out where they have none."""
+    data = single_object_dataset(n, seed=seed, split=split, styles=styles)
     samples = [data[i] for i in range(n)]
     features = embed_images(model, preprocess, [s.image for s in samples])
-    result: dict[str, Any] = {"n": n, "split": split}
-    for task, names in (("shape", SHAPES), ("colour", tuple(COLOURS))):
+    result: dict[str, Any] = {"n": n, "split": split, "styles": styles if isinstance(styles, str) else list(styles)}
+    coloured = not any(s in COLOURLESS_STYLES for s in ([styles] if isinstance(styles, str) else styles))
+    for task, names in (("shape", SHAPES), ("colour", tuple(COLOURS)))[: 2 if coloured else 1]:
         templates = load_templates(f"world_{task}")
         labels = torch.tensor([names.index(s.facts["objects"][0][task]) for s in samples])
         result[task] = accuracy(features, build_classifier(model, tokenizer, names, templates), labels, topk=(1, 3))
@@ -41,3 +47,49 @@ def retrieval_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: i
     text_features = embed_texts(model, tokenizer, captions)
     metrics = retrieval_metrics(image_features, text_features, torch.arange(n), ks=(1, 5, 10))
     return metrics, samples, captions, image_features @ text_features.t()
+
+
+def _two_object_scenes(n: int, seed: int, styles: str | Sequence[str], keep: Callable) -> list:
+    """n scenes of two objects differing in colour and shape for which keep(scene) holds."""
+    rng = random.Random(seed)
+    scenes = []
+    while len(scenes) < n:
+        scene = sample_scene(rng, "train", (2, 2), styles=styles)
+        if len(scene.objects) == 2 and scene.has_colour:
+            a, b = scene.objects
+            if a.colour != b.colour and a.shape != b.shape and keep(scene):
+                scenes.append(scene)
+    return scenes
+
+
+def aro_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 3,
+              styles: str | Sequence[str] = "train") -> dict[str, Any]:
+    """ARO-style order tests on two-object scenes: how often the true caption outscores its swapped twin.
+
+    relation: "a red circle to the left of a blue square" vs "a blue square to the left of a red circle";
+    attribute: "a red circle and a blue square" vs "a blue circle and a red square". Chance is 50%."""
+    spatial = ("left of", "right of", "above", "below")
+    phrases = world_lib._RELATION_PHRASES
+    result: dict[str, Any] = {"n": n, "styles": styles if isinstance(styles, str) else list(styles)}
+    for task in ("relation", "attribute"):
+        scenes = _two_object_scenes(n, seed + (0 if task == "relation" else 1), styles,
+                                    (lambda s: any(r in spatial for _, r, _ in s.relations())) if task == "relation"
+                                    else (lambda s: True))
+        pick = random.Random(seed + 7)
+        true, swapped = [], []
+        for scene in scenes:
+            a, b = scene.objects
+            if task == "relation":
+                i, relation, j = pick.choice([t for t in scene.relations() if t[1] in spatial])
+                x, y = world_lib._name(scene.objects[i]), world_lib._name(scene.objects[j])
+                true.append(f"{x} {phrases[relation]} {y}")
+                swapped.append(f"{y} {phrases[relation]} {x}")
+            else:
+                true.append(f"{world_lib._name(a)} and {world_lib._name(b)}")
+                swapped.append(f"{world_lib._a(f'{b.colour} {a.shape}')} and {world_lib._a(f'{a.colour} {b.shape}')}")
+        images = embed_images(model, preprocess, [world_lib.render(s, 64) for s in scenes])
+        t_true, t_swapped = embed_texts(model, tokenizer, true), embed_texts(model, tokenizer, swapped)
+        wins = ((images * t_true).sum(-1) > (images * t_swapped).sum(-1)).double()
+        result[task] = wins.mean().item()
+        result[f"{task}_example"] = [true[0], swapped[0]]
+    return result
