@@ -53,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = sub.add_parser("serve", help="serve a store: HTTP API (OpenAPI at /openapi.json) and a search page at /")
     v.add_argument("--store", required=True)
-    v.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="interface (default: loopback only; any other needs the token printed at start)")
+    v.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept requests for this Host name (e.g. behind a reverse proxy); repeatable")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--device")
     v.add_argument("--captioner", default="default", help="writes captions for images without one: 'default' or a directory")
@@ -71,7 +74,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from clipworks.search.server import serve
 
-    serve(args.store, host=args.host, port=args.port, device=args.device, captioner=args.captioner)
+    serve(args.store, host=args.host, port=args.port, device=args.device, captioner=args.captioner,
+          allow_hosts=args.allow_host)
     return 0
 
 

@@ -1,29 +1,56 @@
 """`clipworks serve`: an HTTP API over a store (FastAPI; OpenAPI spec at /openapi.json) and a search page at /.
 
-Images are served only from inside the store's indexed roots: the real path (symlinks resolved) must lie
-under a root's real path, so `../`, absolute paths and symlinks that leave a root are refused with 403.
+Security model: the server hands out indexed images only (by id, or by the path an image was indexed under),
+streamed from inside the store's indexed roots; the real path (symlinks resolved) must lie under a root's real
+path, so `../`, absolute paths and symlinks that leave a root get 403. Requests must name an allowed Host
+(loopback names by default), so a web page the user visits cannot reach the server through DNS rebinding; bound
+to anything but loopback, every request also needs the token printed at start. Uploads are limited in bytes and
+pixels, and decoded and embedded in worker threads, a few at a time, so other requests stay prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import secrets
+import socket
+import sys
+import tarfile
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from clipworks.errors import InputFileError
 from clipworks.search.engine import Filters, Hit, SearchEngine
-from clipworks.search.store import read_item_bytes
+from clipworks.search.store import Item, inside_roots
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000  # 120 MB decoded as RGB; decided from the image header, before decoding
+UPLOAD_WORKERS = 2  # uploads decoded and embedded at once; more wait their turn without holding a thread
 MAX_K = 200
+MAX_ID = 2**63 - 1  # SQLite's largest integer: larger ids cannot be indexed items
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # as they appear in a Host header
+TOKEN_COOKIE = "clipworks_token"
+GONE = "image not found (moved or deleted since it was indexed?)"
+Filter = Annotated[str | None, Query(max_length=4096)]  # a filter's query parameter
 MEDIA_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
                "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff"}
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """User input quoted back in an error, cut to `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _date(text: str | None, name: str) -> float | None:
@@ -32,16 +59,96 @@ def _date(text: str | None, name: str) -> float | None:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise HTTPException(422, f"{name}: expected a date such as 2026-11-23, got {text!r}") from None
+        raise HTTPException(422, f"{name}: expected a date such as 2026-11-23, got {_short(text)!r}") from None
 
 
 def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
     return [{**h.to_json(), "url": f"/api/image/{h.item.id}"} for h in hits]
 
 
-def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The API and page for one opened store."""
+def is_exposed(host: str) -> bool:
+    """Bound to anything but the loopback names, other machines (or other users' programs) can connect."""
+    return host not in ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts_for(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The Host headers accepted when bound to `host`: the loopback names, the bound address and `extra`;
+    any when bound to every interface (the machine's names are not known; the token guards it then)."""
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return list(dict.fromkeys([*LOOPBACK_HOSTS, f"[{host}]" if ":" in host else host, *extra]))
+
+
+class _HeadAsGet:
+    """Answer HEAD like GET (FastAPI routes take GET only); uvicorn sends the headers without the body."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}  # a copy: uvicorn still sees HEAD and drops the body
+        await self.app(scope, receive, send)
+
+
+def _stream_item(item: Item, roots: Sequence[str]) -> Response:
+    """An indexed image's bytes, streamed from its file or tar member (never read whole into memory)."""
+    outer, _, member = item.path.partition("::")
+    if not inside_roots(outer, roots):
+        raise HTTPException(403, "outside the indexed folders")
+    media_type = MEDIA_TYPES.get(item.ext)
+    if media_type is None:
+        raise HTTPException(404, "not an image")
+    headers = {"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"}
+    if not member:
+        if not os.path.isfile(outer):
+            raise HTTPException(404, GONE)
+        return FileResponse(os.path.realpath(outer), media_type=media_type, headers=headers)
+    try:
+        tar = tarfile.open(outer)
+        info = tar.getmember(member)
+    except (OSError, KeyError, tarfile.TarError):
+        raise HTTPException(404, GONE) from None
+    if not info.isfile():  # a link member could point anywhere
+        tar.close()
+        raise HTTPException(404, GONE)
+
+    def chunks() -> Iterator[bytes]:
+        with tar, tar.extractfile(info) as f:
+            while block := f.read(1 << 16):
+                yield block
+
+    return StreamingResponse(chunks(), media_type=media_type, headers={**headers, "Content-Length": str(info.size)})
+
+
+def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, token: str | None = None) -> FastAPI:
+    """The API and page for one opened store: only requests naming one of `allowed_hosts` (`*`: any) are
+    answered, and with a `token`, only those carrying it (header, `?token=` or the cookie that sets)."""
     app = FastAPI(title="clipworks search", version="1", description="Search a clipworks image store by text or image.")
+    uploads = asyncio.Semaphore(UPLOAD_WORKERS)
+    # middleware added last runs first: Host check, then token, then the body limit
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=max_upload_bytes + 64 * 1024)  # + multipart framing
+    if token:
+        @app.middleware("http")
+        async def require_token(request: Request, call_next):
+            from_query = request.query_params.get("token")
+            given = (request.headers.get("authorization", "").removeprefix("Bearer ") or from_query
+                     or request.cookies.get(TOKEN_COOKIE, ""))
+            if not secrets.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"detail": "a token is required: open the URL `clipworks serve` printed"}, 401)
+            response = await call_next(request)
+            if from_query:  # the page's own requests and <img> URLs then carry the cookie
+                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            return response
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
+    app.add_middleware(_HeadAsGet)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, with long inputs cut short instead of echoed back whole."""
+        errors = [{**e, "input": _short(e["input"])} if isinstance(e.get("input"), str) else e for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
 
     def filters(folder: str | None, after: str | None, before: str | None, ext: str | None) -> Filters:
         return Filters(folder or None, _date(after, "after"), _date(before, "before"),
@@ -50,6 +157,30 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
     def run(query, k: int, min_score: float | None, f: Filters, exclude: set[int] | None = None) -> dict[str, Any]:
         try:
             return {"results": _hits(engine.search(query, k=k, min_score=min_score, filters=f, exclude=exclude))}
+        except InputFileError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    def found(item_id: int) -> Item:
+        items = engine.store.items([item_id]) if 0 <= item_id <= MAX_ID else []
+        if not items:
+            raise HTTPException(404, f"no indexed item with id {item_id}")
+        return items[0]
+
+    def embed_upload(data: bytes, name: str) -> np.ndarray:
+        """Decode and embed an upload (in a worker thread); the pixel budget is checked from the header first."""
+        from PIL import Image
+
+        from clipworks.model.transforms import decode_image
+
+        try:
+            with Image.open(io.BytesIO(data)) as header:  # reads the header, not the pixels
+                width, height = header.size
+        except Exception:  # not an image, or a decompression bomb: decode_image says which, in one line
+            width = height = 0
+        if width * height > max_upload_pixels:
+            raise HTTPException(413, f"{name}: {width}x{height} pixels, more than the upload limit of {max_upload_pixels}")
+        try:
+            return engine.embed_image(decode_image(io.BytesIO(data), name))
         except InputFileError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -64,34 +195,28 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
 
     @app.get("/api/search")
     def search_text(q: str = Query(..., min_length=1, max_length=1000), k: int = Query(10, ge=1, le=MAX_K),
-                    min_score: float | None = None, folder: str | None = None, after: str | None = None,
-                    before: str | None = None, ext: str | None = None) -> dict[str, Any]:
+                    min_score: float | None = None, folder: Filter = None, after: Filter = None,
+                    before: Filter = None, ext: Filter = None) -> dict[str, Any]:
         """Text -> image."""
         return run(engine.embed_text(q), k, min_score, filters(folder, after, before, ext))
 
     @app.post("/api/search/image")
-    async def search_image(request: Request, file: UploadFile, k: int = Query(10, ge=1, le=MAX_K),
-                           min_score: float | None = None, folder: str | None = None, after: str | None = None,
-                           before: str | None = None, ext: str | None = None) -> dict[str, Any]:
+    async def search_image(file: UploadFile, k: int = Query(10, ge=1, le=MAX_K), min_score: float | None = None,
+                           folder: Filter = None, after: Filter = None, before: Filter = None,
+                           ext: Filter = None) -> dict[str, Any]:
         """Uploaded image -> similar images (multipart field `file`)."""
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > max_upload_bytes + 64 * 1024:
-            raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
+        f = filters(folder, after, before, ext)
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
-        from clipworks.model.transforms import decode_image
-
-        try:
-            image = decode_image(io.BytesIO(data), file.filename or "upload")
-        except InputFileError as exc:
-            raise HTTPException(422, str(exc)) from None
-        return run(engine.embed_image(image), k, min_score, filters(folder, after, before, ext))
+        async with uploads:  # waiting uploads hold no worker thread, so text searches keep theirs
+            query = await run_in_threadpool(embed_upload, data, _short(file.filename or "upload"))
+        return await run_in_threadpool(run, query, k, min_score, f)
 
     @app.get("/api/similar/{item_id}")
     def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K), min_score: float | None = None,
-                folder: str | None = None, after: str | None = None, before: str | None = None,
-                ext: str | None = None) -> dict[str, Any]:
+                folder: Filter = None, after: Filter = None, before: Filter = None,
+                ext: Filter = None) -> dict[str, Any]:
         """More like this indexed item (the item itself left out)."""
         try:
             query = engine.embedding_of(item_id)
@@ -101,30 +226,14 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
 
     @app.get("/api/items/{item_id}")
     def item(item_id: int) -> dict[str, Any]:
-        found = engine.store.items([item_id])
-        if not found:
-            raise HTTPException(404, f"no indexed item with id {item_id}")
-        return {**found[0].to_json(), "url": f"/api/image/{item_id}"}
-
-    def serve_file(path: str) -> Response:
-        ext = Path(path.split("::", 1)[-1]).suffix.lower().lstrip(".")
-        try:
-            data = read_item_bytes(path, engine.store.roots())
-        except PermissionError:
-            raise HTTPException(403, "outside the indexed folders") from None
-        except InputFileError:
-            raise HTTPException(404, "image not found") from None
-        return Response(data, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
-                        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+        return {**found(item_id).to_json(), "url": f"/api/image/{item_id}"}
 
     @app.get("/api/describe/{item_id}")
     def describe(item_id: int) -> dict[str, Any]:
         """The item's own caption, or else one written by the captioner (image->text for uncaptioned images)."""
-        found = engine.store.items([item_id])
-        if not found:
-            raise HTTPException(404, f"no indexed item with id {item_id}")
-        if found[0].caption:
-            return {"id": item_id, "caption": found[0].caption.splitlines()[0], "generated": False}
+        caption = found(item_id).caption
+        if caption:
+            return {"id": item_id, "caption": caption.splitlines()[0], "generated": False}
         try:
             return {"id": item_id, "caption": engine.describe(item_id), "generated": True}
         except InputFileError as exc:
@@ -132,20 +241,26 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
 
     @app.get("/api/image/{item_id}")
     def image(item_id: int) -> Response:
-        """An indexed image's bytes (only from inside the indexed roots)."""
-        found = engine.store.items([item_id])
-        if not found:
-            raise HTTPException(404, f"no indexed item with id {item_id}")
-        return serve_file(found[0].path)
+        """An indexed image's bytes."""
+        return _stream_item(found(item_id), engine.store.roots())
 
     @app.get("/api/file")
     def file(path: str = Query(..., min_length=1, max_length=4096)) -> Response:
-        """An image by path, absolute or relative to the first indexed root (only from inside the roots)."""
+        """An indexed image by the path it was indexed under: absolute, or relative to the first indexed root;
+        `shard.tar::key.jpg` for a tar member."""
         roots = engine.store.roots()
         if not roots:
             raise HTTPException(404, "nothing indexed")
-        full = path if os.path.isabs(path.split("::", 1)[0]) else os.path.join(roots[0], path)
-        return serve_file(full)
+        if "\0" in path:
+            raise HTTPException(400, "a path cannot contain a NUL character")
+        outer, sep, member = path.partition("::")
+        outer = os.path.normpath(os.path.join(roots[0], outer))  # an absolute path replaces the root
+        if not inside_roots(outer, roots):
+            raise HTTPException(403, "outside the indexed folders")
+        indexed = engine.store.item_by_path(outer + sep + member)
+        if indexed is None:
+            raise HTTPException(404, "not an indexed image")
+        return _stream_item(indexed, roots)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -155,11 +270,27 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES) -
 
 
 def serve(store_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          captioner: str = "default") -> None:
-    """Open the store and serve until interrupted."""
+          captioner: str = "default", allow_hosts: Sequence[str] = ()) -> None:
+    """Open the store and serve until interrupted; bound to anything but loopback, with a token it prints."""
     import uvicorn
 
     engine = SearchEngine(store_dir, device=device, captioner=captioner)
     engine.index()  # build or load the index before the first request
-    print(f"clipworks: serving {store_dir} ({len(engine.store)} images) on http://{host}:{port}/")
-    uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:  # bind first, so a busy port is one line and --port 0 prints the port it got
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        raise InputFileError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
+    token = secrets.token_urlsafe(24) if is_exposed(host) else None
+    app = create_app(engine, allowed_hosts=allowed_hosts_for(host, allow_hosts), token=token)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
+    if token:
+        print(f"clipworks: WARNING: bound to {host}, not loopback: anyone who can reach it and has the token can "
+              "search and view the indexed images; put it behind a TLS reverse proxy to leave this machine",
+              file=sys.stderr)
+        url += f"?token={token}"
+    print(f"clipworks: serving {store_dir} ({len(engine.store)} images) on {url}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
