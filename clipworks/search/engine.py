@@ -3,6 +3,7 @@ applied before ranking, a minimum score and near-duplicate collapsing."""
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +89,11 @@ class SearchEngine:
             ids, vectors = self.store.vectors()
             if index is None:
                 index = VectorIndex.build(vectors, ids)
-                index.save(prefix)
-                tmp = stamp.with_suffix(".tmp")
-                tmp.write_text(str(version))
-                tmp.replace(stamp)
+                if os.access(self.store.directory, os.W_OK):  # else a read-only store: the index stays in memory
+                    index.save(prefix)
+                    tmp = stamp.with_suffix(".tmp")
+                    tmp.write_text(str(version))
+                    tmp.replace(stamp)
             self._vectors = dict(zip(ids.tolist(), vectors))
             self._index, self._index_version = index, version
             return index

@@ -2,27 +2,33 @@
 
 Each indexing batch is one transaction, so a crash (even kill -9) loses at most the batch in flight and the
 store is always consistent; paths are unique, so a re-run can never duplicate an image. The vector index
-(`ann.py`) is a cache rebuilt from here when the store's version moves.
+(`ann.py`) is a cache rebuilt from here when the store's version moves. Queries open the store read-only
+(so it can live on a read-only disk); every SQLite failure surfaces as one line naming the store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import json
 import os
 import sqlite3
+import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from clipworks.errors import InputFileError
 
 STORE_FILE = "store.sqlite"
+LOCK_FILE = "index.lock"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -37,7 +43,8 @@ CREATE TABLE IF NOT EXISTS items (
     width INTEGER, height INTEGER,
     caption TEXT,                   -- from a same-name .txt, if any
     extra TEXT,                     -- fields of a same-name .json, if any
-    embedding BLOB NOT NULL         -- float32, L2-normalised
+    embedding BLOB NOT NULL,        -- float32, L2-normalised
+    sidecars TEXT                   -- size and mtime of the .txt/.json read (NULL: not recorded)
 );
 CREATE INDEX IF NOT EXISTS items_root ON items(root);
 CREATE INDEX IF NOT EXISTS items_folder ON items(folder);
@@ -70,6 +77,36 @@ def read_item_bytes(path: str, roots: Sequence[str]) -> bytes:
         raise InputFileError(f"{path}: image not found (moved or deleted since it was indexed?)") from None
 
 
+def _read_only_error(directory: Path, exc: OSError) -> InputFileError:
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return InputFileError(f"{directory}: the store is read-only ({exc.strerror}); index into a writable --store")
+    return InputFileError(f"{directory}: cannot write the store here ({exc.strerror or exc})")
+
+
+@contextlib.contextmanager
+def indexing_lock(directory: str | Path) -> Iterator[None]:
+    """Hold the store's indexing lock (made with the folder if need be): a second indexer of the same store
+    waits here, then finds the first one's work done instead of embedding it again. The OS releases it if
+    the holder dies."""
+    import fcntl
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _read_only_error(directory, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{directory}: waiting for another indexer of this store to finish", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class Item:
     """One indexed image's metadata (the embedding stays in the store)."""
@@ -99,48 +136,110 @@ def _item(row: Sequence[Any]) -> Item:
     return Item(*head, extra=json.loads(extra) if extra else {})
 
 
+class Known(NamedTuple):
+    """What the store recorded of a path, for change detection."""
+
+    size: int
+    mtime: float
+    sha256: str | None  # None: the file was skipped
+    root: str
+    sidecars: str | None
+
+
 def _locked(method):
-    """Run the method holding the store's lock (sqlite3 connections are not safe for concurrent statements)."""
-    import functools
+    """Run the method holding the store's lock (sqlite3 connections are not safe for concurrent statements),
+    with SQLite's errors turned into one line naming the store: the store's query boundary."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self.lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+                    raise  # a bug in a statement, not the state of the store
+                raise self._error(exc) from None
 
     return wrapper
 
 
 class Store:
-    """Open (or create) the store in `directory`."""
+    """The store in `directory`. `create=True` opens it for indexing (made if missing); `create=False` opens an
+    existing store read-only, for queries, which also works on a read-only disk or folder."""
 
     def __init__(self, directory: str | Path, create: bool = True) -> None:
         self.directory = Path(directory)
-        path = self.directory / STORE_FILE
-        if not path.exists() and not create:
-            raise InputFileError(f"{self.directory}: no clipworks store here (make one with `clipworks index PATH --store DIR`)")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / STORE_FILE
+        self.readonly = not create
         self.lock = threading.RLock()  # one connection shared by a server's threads: one statement at a time
-        try:
-            self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self._setup(time.monotonic() + 30)
-        except sqlite3.DatabaseError as exc:
-            raise InputFileError(f"{path}: not a usable store ({exc})") from None
+        if not self.path.exists():
+            if not create:
+                raise InputFileError(f"{self.directory}: no clipworks store here (make one with `clipworks index PATH --store DIR`)")
+            self._create()
+        elif self.path.stat().st_size == 0:  # never made by us (see _create): refuse rather than start afresh
+            raise InputFileError(f"{self.path}: empty file (0 bytes), not a store; if it held a store, that store "
+                                 f"is lost: delete {self.path} and run `clipworks index` again")
+        elif create and not (os.access(self.directory, os.W_OK) and os.access(self.path, os.W_OK)):
+            raise InputFileError(f"{self.directory}: the store is read-only; index into a writable --store")
+        with self.lock:
+            try:
+                self.db = self._connect()
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc) from None
 
-    def _setup(self, deadline: float) -> None:
-        """Switch to WAL and create the tables; another process opening the same new store at the same moment
-        (torchrun ranks, a server beside the indexer) can hold the lock the WAL switch needs, which SQLite
-        reports at once instead of waiting, so retry until `deadline`."""
+    def _create(self) -> None:
+        """Make a new, empty store file whole and then move it into place, so a store file is never seen
+        half-made (and a 0-byte store.sqlite always means a damaged store)."""
+        tmp = self.directory / f".{STORE_FILE}.{os.getpid()}.new"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp.touch()  # a read-only folder fails here with a clear OSError rather than in SQLite
+            with contextlib.closing(sqlite3.connect(tmp)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+            if not self.path.exists():
+                os.replace(tmp, self.path)
+        except OSError as exc:
+            raise _read_only_error(self.directory, exc) from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            # WAL readers need to write the -shm file; in a folder they cannot write, read the file as immutable
+            immutable = "" if os.access(self.directory, os.W_OK) else "&immutable=1"
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro{immutable}", uri=True, timeout=30,
+                                 check_same_thread=False)
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone():
+                raise InputFileError(f"{self.path}: not a clipworks store (no items table)")
+            return db
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        # Another process opening the same store at the same moment (torchrun ranks, a server beside the
+        # indexer) can hold the lock the WAL switch needs, which SQLite reports at once instead of waiting.
+        deadline = time.monotonic() + 30
         while True:
             try:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
-                return
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+                if "sidecars" not in {row[1] for row in db.execute("PRAGMA table_info(items)")}:
+                    db.execute("ALTER TABLE items ADD COLUMN sidecars TEXT")  # a store from before sidecars were tracked
+                return db
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _error(self, exc: sqlite3.DatabaseError) -> InputFileError:
+        """One line for a failed SQLite call, saying what the user can do about it."""
+        name = getattr(exc, "sqlite_errorname", "")
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return InputFileError(f"{self.path}: the store is damaged ({exc}); rebuild it from the images: delete the "
+                                  f"folder {self.directory} and run `clipworks index FOLDER --store {self.directory}` again")
+        if name.startswith("SQLITE_READONLY"):
+            return InputFileError(f"{self.directory}: the store is read-only ({exc}); index into a writable --store")
+        return InputFileError(f"{self.path}: store error ({exc})")
 
     def close(self) -> None:
         self.db.close()
@@ -174,21 +273,29 @@ class Store:
     # ------------------------------------------------------------ writes (each call is one transaction)
 
     @_locked
-    def put(self, rows: Iterable[dict[str, Any]], skipped: Iterable[dict[str, Any]] = (), removed: Iterable[str] = ()) -> None:
-        """Insert or replace items (dicts with the item columns and `embedding`), record skipped files and
-        delete removed paths, all in one transaction."""
+    def put(self, rows: Iterable[dict[str, Any]], skipped: Iterable[dict[str, Any]] = (), removed: Iterable[str] = (),
+            refreshed: Iterable[dict[str, Any]] = ()) -> None:
+        """Insert or replace items (dicts with the item columns and `embedding`), record skipped files, delete
+        removed paths and refresh the metadata of items whose image did not change (dicts with path, root,
+        mtime, caption, extra and sidecars: the embedding stays), all in one transaction."""
         with self.db:
             for r in rows:
                 emb = np.ascontiguousarray(r["embedding"], dtype=np.float32)
                 self.db.execute(
-                    "INSERT INTO items (path, root, folder, ext, size, mtime, sha256, width, height, caption, extra, embedding)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET root=excluded.root,"
-                    " folder=excluded.folder, ext=excluded.ext, size=excluded.size, mtime=excluded.mtime,"
-                    " sha256=excluded.sha256, width=excluded.width, height=excluded.height, caption=excluded.caption,"
-                    " extra=excluded.extra, embedding=excluded.embedding",
+                    "INSERT INTO items (path, root, folder, ext, size, mtime, sha256, width, height, caption, extra,"
+                    " embedding, sidecars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE"
+                    " SET root=excluded.root, folder=excluded.folder, ext=excluded.ext, size=excluded.size,"
+                    " mtime=excluded.mtime, sha256=excluded.sha256, width=excluded.width, height=excluded.height,"
+                    " caption=excluded.caption, extra=excluded.extra, embedding=excluded.embedding,"
+                    " sidecars=excluded.sidecars",
                     (r["path"], r["root"], r["folder"], r["ext"], r["size"], r["mtime"], r["sha256"], r.get("width"),
-                     r.get("height"), r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None, emb.tobytes()))
+                     r.get("height"), r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None, emb.tobytes(),
+                     r.get("sidecars")))
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (r["path"],))
+            for r in refreshed:
+                self.db.execute("UPDATE items SET root = ?, mtime = ?, caption = ?, extra = ?, sidecars = ? WHERE path = ?",
+                                (r["root"], r["mtime"], r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None,
+                                 r.get("sidecars"), r["path"]))
             for s in skipped:
                 self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)",
                                 (s["path"], s["root"], s["size"], s["mtime"], s["reason"]))
@@ -198,19 +305,19 @@ class Store:
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (p,))
             self._bump()
 
-    @_locked
-    def touch(self, path: str, mtime: float) -> None:
-        """A file whose content hash did not change: record its new modification time only."""
-        with self.db:
-            self.db.execute("UPDATE items SET mtime = ? WHERE path = ?", (mtime, path))
-
     # ------------------------------------------------------------ reads
 
     @_locked
-    def known(self, root: str) -> dict[str, tuple[int, float, str | None]]:
-        """path -> (size, mtime, sha256 or None if it was skipped) for everything recorded under `root`."""
-        out = {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size, mtime, sha256 FROM items WHERE root = ?", (root,))}
-        out.update({p: (s, m, None) for p, s, m in self.db.execute("SELECT path, size, mtime FROM skipped WHERE root = ?", (root,))})
+    def known(self, root: str) -> dict[str, Known]:
+        """What is recorded from `root` or lies inside it (indexed from another root: a sub-folder, a parent,
+        the tar itself), by path: a path is one item whichever root it was indexed from."""
+        base = root.rstrip("/")
+        under = "root = ? OR (path > ? AND path < ?) OR (path > ? AND path < ?)"  # '0' and ';' follow '/' and ':'
+        args = (root, base + "/", base + "0", base + "::", base + ":;")
+        out = {r[0]: Known(*r[1:]) for r in self.db.execute(
+            f"SELECT path, size, mtime, sha256, root, sidecars FROM items WHERE {under}", args)}
+        out.update({r[0]: Known(*r[1:], None) for r in self.db.execute(
+            f"SELECT path, size, mtime, NULL, root FROM skipped WHERE {under}", args)})
         return out
 
     @_locked
