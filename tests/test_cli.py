@@ -128,3 +128,104 @@ def test_bad_inputs_give_one_line_errors(tmp_path, photos):
 def test_debug_shows_the_traceback(tmp_path):
     result = _run(["--debug", "similarity", str(tmp_path / "nope.jpg"), "--text", "x", "--model", "ViT-Tiny-8-64"])
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, list[str], str]:
+    """(status, stderr lines, stdout) of `clipworks ARGV` run in this process; any exception escaping main() (a
+    traceback for the user) fails the test."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
+
+
+def _bad_arguments(photo: str, tmp_path: Path) -> dict[str, list[str]]:
+    no_gpu = [] if torch.cuda.is_available() else [["similarity", photo, "--text", "a", "--device", "cuda"]]
+    return {
+        "--device": [*no_gpu, ["similarity", photo, "--text", "a", "--device", "banana"],
+                     ["search", "a", "--store", str(tmp_path), "--device", "cuda:99"],
+                     ["index", photo, "--store", str(tmp_path), "--device", "banana"]],
+        "--top-p": [["caption", photo, "--method", "nucleus", "--top-p", v] for v in ("0", "7", "-1", "nan")],
+        "--beam-width": [["caption", photo, "--beam-width", "0"]],
+        "--max-tokens": [["caption", photo, "--max-tokens", "0"], ["caption", photo, "--max-tokens", "-5"]],
+        "--batch-size": [["train", "--out", str(tmp_path / "r"), "--batch-size", v] for v in ("0", "1")],
+        "--steps": [["train", "--out", str(tmp_path / "r"), "--steps", v] for v in ("-3", "0")],
+        "--port": [["serve", "--store", str(tmp_path), "--port", v] for v in ("99999", "-1")],
+        "--png-size": [["sketch", photo, "--png-size", "0"]],
+        "--stroke-width": [["sketch", photo, "--stroke-width", "-3"]],
+        "-k": [["search", "a", "--store", str(tmp_path), "-k", v] for v in ("0", "-1")],
+        "--labels": [["video", "classify", photo, "--labels", "", "b"]],
+    }
+
+
+def test_bad_arguments_are_one_line_usage_errors(photos, tmp_path, capsys):
+    for flag, cases in _bad_arguments(str(photos[0]), tmp_path).items():
+        for argv in cases:
+            code, err, out = _cli(argv, capsys)
+            assert code == 2 and len(err) == 1, (argv, err)
+            assert err[0].startswith("clipworks ") and f"argument {flag}" in err[0], (argv, err)
+            assert out == ""
+
+
+def test_usage_errors_are_one_line_in_a_real_process(photos):
+    result = _run(["similarity", str(photos[0]), "--text", "a", "--device", "banana"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "clipworks similarity: error: argument --device: 'banana': expected cpu, cuda, cuda:N or mps "
+        "(see `clipworks similarity --help`)"]
+
+
+def test_train_refuses_bad_runs_in_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("notes")
+    code, err, _ = _cli(["train", "--out", str(afile), "--data", "world:size=64", "--steps", "5"], capsys)
+    assert code == 1 and err == [f"clipworks: error: {afile}: a file, not a run directory (--out names a folder)"]
+    assert afile.read_text() == "notes"
+    code, err, _ = _cli(["train", "--out", str(tmp_path / "w"), "--steps", "20", "--warmup", "100"], capsys)
+    assert code == 1 and len(err) == 1 and "warmup=100 is longer than the run (steps=20)" in err[0]
+    assert not (tmp_path / "w").exists()
+
+
+def test_serve_checks_the_port_before_loading_anything(tmp_path, capsys):
+    import socket
+
+    from clipworks.cli.search import free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        code, err, out = _cli(["serve", "--store", str(tmp_path / "no-store"), "--port", str(taken)], capsys)
+        assert code == 1 and len(err) == 1 and f"127.0.0.1:{taken}: cannot serve there" in err[0], err
+        assert out == ""  # nothing claims to be serving
+    assert 0 < free_port("127.0.0.1", 0) <= 65535  # --port 0 is served (and shown) on a real port
+
+
+def test_index_into_a_store_that_cannot_be_created_names_the_path(photos, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    store = blocker / "store"
+    code, err, _ = _cli(["index", str(photos[0].parent), "--store", str(store)], capsys)
+    assert code == 1 and err == [f"clipworks: error: {store}: Not a directory"]
+
+
+def test_output_piped_into_a_closed_reader_stops_quietly():
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "clipworks.cli.main", "models", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # like `| head` exiting before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_models_names_the_shipped_default(capsys):
+    from clipworks.model.factory import shipped_model_path
+
+    shipped = json.loads((shipped_model_path("default") / "clipworks_config.json").read_text())["model"]
+    assert main(["models"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    tower = f"ResNet w{shipped['vision']['width']} {shipped['vision']['layers']}"  # the shipped one is a ResNet
+    assert last.startswith(f"shipped trained weights: default ({shipped['name']}: {tower}"), last
+

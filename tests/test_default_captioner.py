@@ -69,7 +69,7 @@ def test_caption_cli_and_eval_report_the_library_figures(tmp_path):
     for i in range(3):
         paths.append(tmp_path / f"scene{i}.png")
         samples[i].image.save(paths[-1])
-    proc = _cli("caption", *map(str, paths))
+    proc = _cli("caption", *map(str, paths), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{p}\t{c}" for p, c in zip(paths, expected[:3])]
 

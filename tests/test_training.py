@@ -133,16 +133,36 @@ def _cfg(out: Path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def test_resume_continues_exactly(tmp_path):
+def test_resume_continues_exactly(tmp_path, capsys):
+    """Stopped at step 3, resumed, killed after logging step 5 with step 3 its last checkpoint, then continued by
+    `clipworks train --out RUN --resume` alone: the same losses and bit-identical weights as one whole run."""
+    import shutil
+
+    from clipworks.cli.main import main
+
     full = train(_cfg(tmp_path / "full"), progress=False)
-    train(_cfg(tmp_path / "split"), progress=False, stop_after=3)
-    assert not (tmp_path / "split" / "model").exists()
-    train(_cfg(tmp_path / "split"), resume=True, progress=False)
+    run = tmp_path / "split"
+    train(_cfg(run), progress=False, stop_after=3)
+    assert not (run / "model").exists()
+    shutil.copy(run / "checkpoint.pt", tmp_path / "step3.pt")
+    train(_cfg(run), resume=True, progress=False, stop_after=2)  # logs steps 4 and 5 ...
+    shutil.copy(tmp_path / "step3.pt", run / "checkpoint.pt")  # ... then "dies" with step 3 its last checkpoint
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+    # A flag that disagrees with the run is refused by name, with both values; an agreeing one is fine.
+    assert main(["train", "--out", str(run), "--resume", "--batch-size", "32"]) == 1
+    assert capsys.readouterr().err == (f"clipworks: error: --batch-size 32: the run in {run} was started with "
+                                       "--batch-size 16; leave the flag out to continue it\n")
+    assert main(["train", "--out", str(run), "--resume", "--batch-size", "16"]) == 0
+    assert json.loads((run / "train_config.json").read_text())["data_options"] == {"size": 256}
+
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the rows logged after the checkpoint were dropped, not repeated
     a = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
-    b = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
-    assert len(a) == len(b) == 6 and a == b, (a, b)
+    b = [r["loss"] for r in read_metrics(run / "metrics.jsonl")]
+    assert len(a) == 6 and a == b, (a, b)
     wa = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
-    wb = load_file(str(tmp_path / "split" / "model" / "model.safetensors"))
+    wb = load_file(str(run / "model" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert (tmp_path / "full" / "loss.png").stat().st_size > 1000 and full["steps"] == 6
     # The loss goes down on this tiny run (a real signal, not a constant).
@@ -154,7 +174,7 @@ def test_training_on_world_hard_negatives(tmp_path):
     losses = [r["loss"] for r in read_metrics(tmp_path / "neg" / "metrics.jsonl")]
     assert summary["steps"] == 2 and len(losses) == 2 and all(v == v and v > 0 for v in losses)
     # Same images, captions and weights without the negatives: extra columns can only raise the first loss.
-    train(_cfg(tmp_path / "plain", data_options={"size": 64}, steps=1), progress=False)
+    train(_cfg(tmp_path / "plain", data_options={"size": 64}, steps=1, warmup=1), progress=False)
     plain = read_metrics(tmp_path / "plain" / "metrics.jsonl")[0]["loss"]
     assert losses[0] > plain
 
@@ -201,11 +221,23 @@ def test_training_on_a_user_folder_skips_and_counts_bad_files(tmp_path):
     fake = folder / "fake.png"
     fake.write_text("not an image")
     fake.with_suffix(".txt").write_text("a blue circle")
-    summary = train(_cfg(tmp_path / "run", data=str(folder), data_options={}, steps=4, batch_size=8),
-                    progress=False)
-    assert summary["steps"] == 4 and summary["skipped"] >= 1
-    assert "corrupt or truncated image" in summary["skip_summary"] or "not a recognised image" in summary["skip_summary"]
+    cfg = _cfg(tmp_path / "run", data=str(folder), data_options={}, steps=4, batch_size=8)
+    summary = train(cfg, progress=False)
+    # 16 samples, 2 epochs: each bad file is drawn (and replaced) at least twice, but counted once.
+    assert summary["steps"] == 4 and summary["skipped"] == 2 and summary["skipped_draws"] >= 4
+    reasons = summary["skip_summary"].split("; e.g.")[0]
+    assert reasons.startswith("skipped 2 of 16 samples: ")
+    assert "1 corrupt or truncated image" in reasons and "1 not a recognised image file" in reasons
+    assert f"(drawn {summary['skipped_draws']} times in all" in summary["skip_summary"]
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["skipped"] == 2
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    # A new run into the finished run's folder is refused instead of overwriting it.
+    from clipworks.errors import CheckpointError
+
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match="holds a training run already; continue it with --resume"):
+        train(cfg, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
 
 
 def test_empty_folder_is_a_clear_error(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from clipworks.cli.common import add_device_arg, fraction, load_images, positive_int
 from clipworks.errors import InputFileError
 
 
@@ -22,10 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--captioner", default="default",
                    help="'default' (shipped) or a trained captioner directory (OUT/model of `caption train`)")
     p.add_argument("--method", default="beam", choices=("greedy", "beam", "nucleus"))
-    p.add_argument("--beam-width", type=int, default=3)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-tokens", type=int, default=24)
+    p.add_argument("--beam-width", type=positive_int, default=3)
+    p.add_argument("--top-p", type=fraction, default=0.9, help="nucleus: keep the smallest set of tokens this likely, in (0, 1]")
+    p.add_argument("--max-tokens", type=positive_int, default=24)
     p.add_argument("--json", action="store_true")
+    add_device_arg(p)
     e = p.add_argument_group("eval")
     e.add_argument("--limit", type=int, help="evaluate the first N captioned images only")
     e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
@@ -61,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError("give image files to caption, or 'train' or 'eval'")
     from clipworks.captioning.evaluate import caption_images
     from clipworks.captioning.model import load_captioner
-    from clipworks.cli.common import load_images
+    from clipworks.model.factory import default_device
 
     images = load_images(args.images)  # every file is checked before any model is loaded
-    captions = caption_images(images, load_captioner(args.captioner, device="cpu"), method=args.method,
-                              max_tokens=args.max_tokens, beam_width=args.beam_width, top_p=args.top_p)
+    captioner = load_captioner(args.captioner, device=args.device or default_device())
+    captions = caption_images(images, captioner, method=args.method, max_tokens=args.max_tokens,
+                              beam_width=args.beam_width, top_p=args.top_p)
     if args.json:
         print(json.dumps([{"image": p, "caption": c} for p, c in zip(args.images, captions)], indent=2))
     else:

@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipworks.model.config import get_model_config, list_models
+    from clipworks.model.clip import CONFIG_FILE
+    from clipworks.model.config import config_from_dict, get_model_config, list_models
+    from clipworks.model.factory import shipped_model_path
 
     names = list_models()
     if args.json:
@@ -22,11 +24,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'name':<14} {'image tower':<28} {'input':>5} {'embed':>5} {'text':>12} {'activation':>10}")
     for n in names:
         c = get_model_config(n)
-        v = c.vision
-        tower = f"ViT w{v.width} L{v.layers} p{v.patch_size}" if v.kind == "vit" else f"ResNet w{v.width} {list(v.layers)}"
         text = f"w{c.text.width} L{c.text.layers}"
-        print(f"{n:<14} {tower:<28} {v.image_size:>5} {c.embed_dim:>5} {text:>12} "
+        print(f"{n:<14} {_tower(c):<28} {c.vision.image_size:>5} {c.embed_dim:>5} {text:>12} "
               f"{'QuickGELU' if c.quick_gelu else 'GELU':>10}")
-    print("\nshipped trained weights: default (ViT-Tiny-8-64 trained on the generated shape world; "
-          "`--model default`)")
+    # Read from what ships, not from what we remember shipping.
+    config_file = shipped_model_path("default") / CONFIG_FILE
+    shipped = config_from_dict(json.loads(config_file.read_text())["model"], str(config_file))
+    print(f"\nshipped trained weights: default ({shipped.name or 'unnamed'}: {_tower(shipped)}, trained on the "
+          "generated shape world; `--model default`)")
     return 0
+
+
+def _tower(c) -> str:
+    v = c.vision
+    return f"ViT w{v.width} L{v.layers} p{v.patch_size}" if v.kind == "vit" else f"ResNet w{v.width} {list(v.layers)}"

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from clipworks.cli.common import add_device_arg, positive_int, tcp_port
 from clipworks.errors import InputFileError
 
 
@@ -16,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", help="folders (recursive) or .tar files")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
     p.add_argument("--model", default="default", help="model for a new store (a store keeps the model it was made with)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    add_device_arg(p)
     p.set_defaults(run=run_index)
 
     q = sub.add_parser("search", help="search a store by text, image or embedding",
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--describe", action="store_true",
                    help="write captions with the captioner: for --image/--like, and for results without a caption")
     q.add_argument("--captioner", default="default", help="captioner for --describe: 'default' or a directory")
-    q.add_argument("-k", type=int, default=10)
+    q.add_argument("-k", type=positive_int, default=10, help="results to show (default 10)")
     q.add_argument("--min-score", type=float)
     q.add_argument("--folder", help="only images inside this folder")
     q.add_argument("--after", help="only images modified on or after this date (YYYY-MM-DD)")
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--no-collapse", action="store_true", help="keep near-duplicates")
     q.add_argument("--stats", action="store_true", help="print the store's statistics and skipped files")
     q.add_argument("--json", action="store_true", help="print JSON")
-    q.add_argument("--device")
+    add_device_arg(q)
     q.set_defaults(run=run_search)
 
     e = sub.add_parser("export", help="export a store's vectors and metadata for a vector database",
@@ -57,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interface (default: loopback only; any other needs the token printed at start)")
     v.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also accept requests for this Host name (e.g. behind a reverse proxy); repeatable")
-    v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--device")
+    v.add_argument("--port", type=tcp_port, default=8000, help="TCP port (default 8000; 0: any free port)")
+    add_device_arg(v)
     v.add_argument("--captioner", default="default", help="writes captions for images without one: 'default' or a directory")
     v.set_defaults(run=run_serve)
 
@@ -74,9 +75,28 @@ def run_export(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from clipworks.search.server import serve
 
+    # A quick check before the store and the model load; serve() itself binds before it says "serving on".
+    free_port(args.host, args.port)
     serve(args.store, host=args.host, port=args.port, device=args.device, captioner=args.captioner,
           allow_hosts=args.allow_host)
     return 0
+
+
+def free_port(host: str, port: int) -> int:
+    """Check that `host`:`port` can be listened on now (a one-line error if not); returns the port it got."""
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise InputFileError(f"--host {host}: {exc.strerror}") from None
+    with socket.socket(family, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            s.bind(address)
+        except OSError as exc:
+            raise InputFileError(f"{host}:{port}: cannot serve there ({exc.strerror})") from None
+        return s.getsockname()[1]
 
 
 def run_index(args: argparse.Namespace) -> int:

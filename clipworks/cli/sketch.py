@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from clipworks.cli.common import positive_float, positive_int
 from clipworks.errors import InputFileError
 
 
@@ -21,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=D.seeds, help="independent runs; the lowest-loss sketch is kept")
     p.add_argument("--init", default=D.init, choices=("saliency", "random"), help="where strokes start")
     p.add_argument("--mask", default=D.mask, help="'auto' (object vs border colour), 'none', or a mask image (white = object)")
-    p.add_argument("--stroke-width", type=float, default=D.stroke_width, help=f"in pixels of the {D.canvas}-px canvas")
+    p.add_argument("--stroke-width", type=positive_float, default=D.stroke_width, help=f"in pixels of the {D.canvas}-px canvas")
     p.add_argument("--semantic-weight", type=float, default=D.semantic_weight)
     p.add_argument("--model", default=D.clip_model, help="the CLIP model whose losses guide the strokes")
-    p.add_argument("--png-size", type=int, default=512, help="side of the PNG rendering")
+    p.add_argument("--png-size", type=positive_int, default=512, help="side of the PNG rendering")
     p.set_defaults(run=run)
 
 

@@ -4,43 +4,68 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields, replace
+
+from clipworks.cli.common import add_device_arg, int_at_least, non_negative_int, positive_float, positive_int
+from clipworks.errors import CheckpointError
+
+# Flags that `--resume` may change; every other one must agree with the run's recorded configuration.
+RESUME_MAY_CHANGE = {"steps", "checkpoint_every", "log_every", "num_workers", "device"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from clipworks.training.trainer import TrainConfig as D
+
     p = sub.add_parser("train", help="train a CLIP model contrastively",
-                       description="Run under `torchrun --nproc_per_node=N -m clipworks.cli.main train ...` for DDP.")
+                       description="Run under `torchrun --nproc_per_node=N -m clipworks.cli.main train ...` for DDP. "
+                                   "`--out RUN --resume` continues RUN with its own recorded settings.")
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt, model/, metrics.jsonl, loss.png")
-    p.add_argument("--model", default="ViT-Tiny-8-64", help="architecture name, or a checkpoint to start from")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with the settings it was started with "
+                        "(of the other flags, only --steps, --checkpoint-every, --log-every, --workers and --device may change)")
+    # Defaults are None so that --resume can tell the flags given from those left out; D holds the real defaults.
+    p.add_argument("--model", help=f"architecture name, or a checkpoint to start from (default {D.model})")
     p.add_argument("--pretrained", help="initial weights for an architecture name")
-    p.add_argument("--data", default="world",
+    p.add_argument("--data",
                    help="a folder of images with .txt captions, a .csv/.tsv/.jsonl table, .tar shards (glob or "
-                        "{000..009}), or a generated source: world, digits (options: world:size=50000,seed=1)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=256, help="global contrastive batch (all ranks, all accumulation steps)")
-    p.add_argument("--accum-steps", type=int, default=1, help="split each batch into this many micro-batches")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--min-lr", type=float, default=0.0)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--weight-decay", type=float, default=0.2)
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader processes preparing batches")
-    p.add_argument("--device")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+                        "{000..009}), or a generated source: world, digits (options: world:size=50000,seed=1); "
+                        f"default {D.data}")
+    p.add_argument("--steps", type=positive_int, help=f"default {D.steps}")
+    p.add_argument("--batch-size", type=int_at_least(2),
+                   help=f"global contrastive batch (all ranks, all accumulation steps), at least 2; default {D.batch_size}")
+    p.add_argument("--accum-steps", type=positive_int, help="split each batch into this many micro-batches (default 1)")
+    p.add_argument("--lr", type=positive_float, help=f"default {D.lr}")
+    p.add_argument("--min-lr", type=float, help=f"default {D.min_lr}")
+    p.add_argument("--warmup", type=non_negative_int, help=f"steps, at most --steps (default {D.warmup})")
+    p.add_argument("--weight-decay", type=float, help=f"default {D.weight_decay}")
+    p.add_argument("--grad-clip", type=float, help=f"max gradient norm, 0: off (default {D.grad_clip})")
+    p.add_argument("--seed", type=int, help=f"default {D.seed}")
+    p.add_argument("--checkpoint-every", type=positive_int, help=f"default {D.checkpoint_every}")
+    p.add_argument("--log-every", type=positive_int, help=f"default {D.log_every}")
+    p.add_argument("--workers", dest="num_workers", type=non_negative_int,
+                   help="DataLoader processes preparing batches (default 0)")
+    add_device_arg(p)
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from clipworks.training.trainer import TrainConfig, train
+def _flag(field: str) -> str:
+    return "--workers" if field == "num_workers" else "--" + field.replace("_", "-")
 
-    cfg = TrainConfig(
-        out=args.out, model=args.model, pretrained=args.pretrained, data=args.data, steps=args.steps,
-        batch_size=args.batch_size, accum_steps=args.accum_steps, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup,
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every, num_workers=args.workers, device=args.device,
-    )
+
+def run(args: argparse.Namespace) -> int:
+    from clipworks.training.trainer import TrainConfig, saved_config, train
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if f.name != "out" and getattr(args, f.name, None) is not None}
+    if not args.resume:
+        cfg = TrainConfig(out=args.out, **given)
+    else:
+        cfg = saved_config(args.out)
+        for name, value in given.items():
+            if name not in RESUME_MAY_CHANGE and value != getattr(cfg, name):
+                raise CheckpointError(f"{_flag(name)} {value}: the run in {args.out} was started with "
+                                      f"{_flag(name)} {getattr(cfg, name)}; leave the flag out to continue it")
+        cfg = replace(cfg, out=args.out, **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
     summary = train(cfg, resume=args.resume)
     print(json.dumps(summary, indent=2))
     return 0

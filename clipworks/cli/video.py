@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from clipworks.cli.common import add_device_arg, non_empty, positive_int
 from clipworks.errors import InputFileError
 
 USAGE = """clipworks video world --out DIR [--size N] [--format mp4|webm|avi|mkv|mov|gif] [--preview PNG]
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("args", nargs="*", help="index: FOLDER...; search: TEXT; classify: VIDEO")
     p.add_argument("--model", default="default",
                    help="a trained video model directory, or a CLIP model (name or path) used as meanP zero-shot")
-    p.add_argument("--device")
+    add_device_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     w = p.add_argument_group("world")
     w.add_argument("--size", type=int, help="world: clips to write; eval: clips to test on (default 1000)")
@@ -53,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true")
     s = p.add_argument_group("index / search / classify")
     s.add_argument("--store", help="index/search: store directory")
-    s.add_argument("-k", type=int, default=10)
-    s.add_argument("--labels", nargs="+", help="classify: the candidate labels")
+    s.add_argument("-k", type=positive_int, default=10)
+    s.add_argument("--labels", nargs="+", type=non_empty, help="classify: the candidate labels")
     s.add_argument("--templates", nargs="+", help="classify: prompt templates with {} (default: the model's)")
     p.set_defaults(run=run)
 

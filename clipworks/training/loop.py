@@ -27,6 +27,23 @@ def resume_from(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     return int(state["step"])
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics.jsonl rows up to `step` (a resumed run logs the later steps again); a row cut off by a
+    kill goes too."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+
+
 def run_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_at: Callable[[int], torch.Tensor],
               out: Path, steps: int, start: int, stop: int, warmup: int, checkpoint_every: int, desc: str,
               progress: bool = True, clip_norm: float = 1.0) -> float:
@@ -43,6 +60,8 @@ def run_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_at:
     ckpt = out / CHECKPOINT
     if start == 0:
         (out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run in a used directory starts a fresh log
+    else:
+        truncate_metrics(out / "metrics.jsonl", start)
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress)
     loss_value = float("nan")
     for step in range(start, stop):

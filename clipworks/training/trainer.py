@@ -17,17 +17,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from clipworks.errors import CheckpointError
+from clipworks.errors import CheckpointError, ConfigError, InputFileError
 from clipworks.model.clip import CLIP
 from clipworks.model.factory import create_model, default_device, get_tokenizer
 from clipworks.model.transforms import image_transform
 from clipworks.training.data import BatchPlan, batches, split_micro
 from clipworks.training.distributed import WorldInfo, init_distributed
+from clipworks.training.loop import truncate_metrics
 from clipworks.training.loss import ClipLoss
 from clipworks.training.schedule import warmup_cosine
 
 MAX_LOGIT_SCALE = math.log(100.0)
 CHECKPOINT_FILE = "checkpoint.pt"
+RUN_FILES = (CHECKPOINT_FILE, "metrics.jsonl", "model")  # what makes a folder a run that a new run would clobber
 
 
 @dataclass
@@ -125,12 +127,21 @@ def contrastive_step(wrapped: nn.Module, features: FeatureModel, loss_fn: ClipLo
 
 
 def _save_checkpoint(path: Path, model: CLIP, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig,
-                     skipped: int) -> None:
+                     bad: dict[str, str], draws: int) -> None:
     """Write atomically: a run killed mid-save keeps its previous checkpoint."""
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "config": json.dumps(asdict(cfg)), "skipped": skipped}, tmp)
+                "config": json.dumps(asdict(cfg)), "skipped_samples": list(bad.items()), "skipped_draws": draws}, tmp)
     os.replace(tmp, path)
+
+
+def saved_config(out: str | Path) -> TrainConfig:
+    """The configuration a run in `out` was started with, as its checkpoint records it."""
+    ckpt_path = Path(out) / CHECKPOINT_FILE
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"{ckpt_path}: nothing to resume from")
+    saved = json.loads(torch.load(ckpt_path, map_location="cpu", weights_only=True)["config"])
+    return TrainConfig(**{**saved, "betas": tuple(saved["betas"])})
 
 
 def _global_mean(value: torch.Tensor, world: WorldInfo) -> float:
@@ -149,6 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     from clipworks.data import open_pairs
     from clipworks.data.readers import SkipReport
+    from clipworks.data.types import Skipped
 
     device = torch.device(cfg.device) if cfg.device else default_device()
     world = init_distributed(device)
@@ -157,6 +169,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         torch.cuda.set_device(device)
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT_FILE
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out}: a file, not a run directory (--out names a folder)")
+    if cfg.warmup > cfg.steps:
+        raise ConfigError(f"warmup={cfg.warmup} is longer than the run (steps={cfg.steps}): the learning rate would "
+                          f"never reach lr={cfg.lr}; give a warmup of at most {cfg.steps}")
+    if not resume and any((out / name).exists() for name in RUN_FILES):
+        raise CheckpointError(f"{out}: holds a training run already; continue it with --resume, or give a new --out "
+                              "(or delete the folder)")
     state = None
     if resume:
         if not ckpt_path.is_file():
@@ -166,8 +186,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         for key in ("model", "data", "batch_size", "seed", "accum_steps"):
             if saved[key] != getattr(cfg, key):
                 raise CheckpointError(f"{ckpt_path}: was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}")
+        if state["step"] > cfg.steps:
+            raise CheckpointError(f"{ckpt_path}: is at step {state['step']}, past the run's steps={cfg.steps}")
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            truncate_metrics(out / "metrics.jsonl", int(state["step"]))  # rows logged after the checkpoint come again
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     torch.manual_seed(cfg.seed)
@@ -175,11 +199,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     clip.train()
     optimizer = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     start = 0
-    skipped_total = 0
     if state is not None:
         clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, skipped_total = int(state["step"]), int(state.get("skipped", 0))
+        start = int(state["step"])
 
     features = FeatureModel(clip)
     wrapped: nn.Module = features
@@ -197,6 +220,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     transform = image_transform(clip.config.preprocess, train=True)
     tokenizer = get_tokenizer(clip)
     report = SkipReport(total=len(dataset))
+    # A bad sample is drawn again in later epochs (and replaced each time): count samples, keep draws apart.
+    bad: dict[str, str] = {}
+    draws = 0 if state is None else int(state.get("skipped_draws", state.get("skipped", 0)))  # older: "skipped"
+    for key, reason in [] if state is None else state.get("skipped_samples", []):
+        bad[key] = reason
+        report.add(Skipped(key, reason))
 
     metrics_path = out / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.is_main))
@@ -207,8 +236,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         lr = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        draws += len(batch.skipped)
         for s in batch.skipped:
-            report.add(s)
+            if s.key not in bad:
+                bad[s.key] = s.reason
+                report.add(s)
         micro = [tuple(x.to(device, non_blocking=True) for x in part) for part in split_micro(batch, cfg.accum_steps)]
         optimizer.zero_grad(set_to_none=True)
         loss = contrastive_step(wrapped, features, loss_fn, micro, autocast)
@@ -226,17 +258,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             if world.is_main:
                 record = {"step": done, "loss": round(loss_value, 5), "lr": lr, "logit_scale": round(clip.logit_scale.exp().item(), 3),
                           "grad_norm": round(float(grad_norm), 4), "samples_per_s": round(rate, 1),
-                          "skipped": skipped_total + report.count}
+                          "skipped": len(bad), "skipped_draws": draws}
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
         bar.update(1)
         if world.is_main and (done % cfg.checkpoint_every == 0 or done in (cfg.steps, stop)):
-            _save_checkpoint(ckpt_path, clip, optimizer, done, cfg, skipped_total + report.count)
+            _save_checkpoint(ckpt_path, clip, optimizer, done, cfg, bad, draws)
     bar.close()
 
-    summary = {"steps": stop, "final_loss": loss_value, "skipped": skipped_total + report.count,
-               "skip_summary": report.summary(), "out": str(out)}
+    skip_summary = report.summary()
+    if draws > len(bad):
+        skip_summary += f" (drawn {draws} times in all, each time replaced by a usable sample)"
+    summary = {"steps": stop, "final_loss": loss_value, "skipped": len(bad), "skipped_draws": draws,
+               "skip_summary": skip_summary, "out": str(out)}
     if world.is_main and stop == cfg.steps:
         clip.eval()
         clip.save_pretrained(out / "model")
