@@ -36,11 +36,12 @@ def zero_shot_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: i
 
 
 def retrieval_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 2,
-                    split: str = "heldout") -> tuple[dict[str, float], list[Any], list[str], torch.Tensor]:
+                    split: str = "heldout", styles: str | Sequence[str] = "classic"
+                    ) -> tuple[dict[str, float], list[Any], list[str], torch.Tensor]:
     """Recall@K over n scenes, each paired with its most specific (longest) caption.
 
     Returns (metrics, samples, captions, similarity matrix [images, captions]) for plotting."""
-    data = WorldDataset(n, seed=seed, split=split)
+    data = WorldDataset(n, seed=seed, split=split, styles=styles)
     samples = [data[i] for i in range(n)]
     captions = [max(s.captions, key=len) for s in samples]
     image_features = embed_images(model, preprocess, [s.image for s in samples])
