@@ -1,8 +1,9 @@
 """The README's main job: the shipped default model on held-out scenes of the generated world.
 
-It measures zero-shot shape and colour classification on colour-shape pairs never seen in training and
-text<->image retrieval over 1,000 held-out scenes, prints a table, and saves a figure of held-out images
-with their top captions plus the figures as JSON.
+It measures zero-shot shape and colour classification on colour-shape pairs never seen in training and on
+drawing styles never seen in training (sketch, mosaic), text<->image retrieval over 1,000 held-out scenes,
+and ARO-style swapped captions; prints a table, and saves a figure of held-out images with their top
+captions plus the figures as JSON.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import clipworks
-    from clipworks.evaluation.world_tasks import retrieval_world, zero_shot_world
+    from clipworks.evaluation.world_tasks import aro_world, retrieval_world, zero_shot_world
 
     t0 = time.perf_counter()
     model, preprocess = clipworks.create_model(args.model)
@@ -73,24 +74,33 @@ def _run(args: argparse.Namespace) -> int:
     tower = "ViT" if model.config.vision.kind == "vit" else "ModifiedResNet"
     print(f"model: {args.model} ({tower} image tower, {params / 1e6:.1f} M parameters, "
           f"{model.config.vision.image_size}px input)")
-    zs = zero_shot_world(model, preprocess, tokenizer, n=args.n)
-    rt, samples, captions, sims = retrieval_world(model, preprocess, tokenizer, n=args.n)
+    from clipworks.data.styles import HELDOUT_STYLES
 
-    print(f"\nZero-shot on {args.n} held-out single-object scenes (colour-shape pairs never seen in training)")
-    print(f"  {'task':<8}{'top-1':>8}{'top-3':>8}{'mean per-class recall':>24}")
-    for task in ("shape", "colour"):
-        r = zs[task]
-        print(f"  {task:<8}{r['top1']:>8.1%}{r['top3']:>8.1%}{r['mean_per_class_recall']:>24.1%}")
-    print(f"\nRetrieval over {args.n} held-out scenes, one caption each")
+    zs = {"held-out pairs, train styles": zero_shot_world(model, preprocess, tokenizer, n=args.n, styles="train")}
+    for style in HELDOUT_STYLES:
+        zs[f"held-out style: {style}"] = zero_shot_world(model, preprocess, tokenizer, n=args.n, split="train",
+                                                          styles=(style,))
+    rt, samples, captions, sims = retrieval_world(model, preprocess, tokenizer, n=args.n, styles="train")
+    aro = aro_world(model, preprocess, tokenizer, n=args.n)
+
+    print(f"\nZero-shot on {args.n} single-object scenes per row, never seen in training (8 classes each)")
+    print(f"  {'scenes':<30}{'shape':>8}{'top-3':>8}{'colour':>8}")
+    for name, r in zs.items():
+        print(f"  {name:<30}{r['shape']['top1']:>8.1%}{r['shape']['top3']:>8.1%}{r['colour']['top1']:>8.1%}")
+    print(f"\nRetrieval over {args.n} held-out-pair scenes in the train styles, one caption each")
     print(f"  {'direction':<16}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'median rank':>13}")
     for name, label in (("text_to_image", "text -> image"), ("image_to_text", "image -> text")):
         print(f"  {label:<16}{rt[f'{name}_R@1']:>8.1%}{rt[f'{name}_R@5']:>8.1%}{rt[f'{name}_R@10']:>8.1%}"
               f"{rt[f'{name}_median_rank']:>13.0f}")
+    print(f"\nWord order (ARO-style, {args.n} two-object scenes; chance 50%): the true caption scores above its twin")
+    print(f"  relation swaps ('{aro['relation_example'][1]}')  {aro['relation']:.1%}")
+    print(f"  attribute swaps ('{aro['attribute_example'][1]}')  {aro['attribute']:.1%}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "heldout_top_captions.png"
     _figure(samples, captions, sims, figure)
-    results = {"model": args.model, "zero_shot": zs, "retrieval": rt, "seconds": round(time.perf_counter() - t0, 1)}
+    results = {"model": args.model, "zero_shot": zs, "retrieval": rt, "aro": aro,
+               "seconds": round(time.perf_counter() - t0, 1)}
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nfigure: {figure}\nresults: {args.out / 'results.json'} ({results['seconds']} s)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import clipworks
 from clipworks.demo import main as demo
 from clipworks.evaluation.world_tasks import retrieval_world, zero_shot_world
 from clipworks.model.factory import shipped_model_path
+from clipworks.training.make_default import STAGES
 
 DEFAULT_DIR = shipped_model_path("default")
 pytestmark = pytest.mark.skipif(not (DEFAULT_DIR / "model.safetensors").is_file(), reason="default model not built")
@@ -22,8 +24,17 @@ def test_default_model_loads_by_name_and_fits_the_budget():
     model, preprocess = clipworks.create_model("default", device="cpu")
     assert model.dtype == torch.float32 and not model.training
     recipe = json.loads((DEFAULT_DIR / "recipe.json").read_text())
-    architecture = clipworks.get_model_config(recipe["recipe"]["model"])
+    architecture = clipworks.get_model_config(recipe["stages"][0]["model"])
     assert {**model.config.to_dict(), "name": None} == {**architecture.to_dict(), "name": None}
+    assert recipe["stages"] == [dict(s) for s in json.loads(json.dumps(STAGES))]  # the recipe that made it
+
+
+def test_all_shipped_weights_fit_40_mb():
+    package = Path(clipworks.__file__).parent
+    files = list(package.glob("*/pretrained/*/model.safetensors"))
+    assert len(files) >= 4  # CLIP default and default-v1, the captioner, the VQA head
+    total = sum(f.stat().st_size for f in files)
+    assert total <= 40 * 1024 * 1024, f"{total / 2**20:.1f} MB in {[str(f) for f in files]}"
 
 
 def test_default_model_generalises_to_unseen_colour_shape_pairs():

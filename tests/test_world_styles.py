@@ -160,3 +160,23 @@ def test_swap_functions_on_a_known_scene():
         assert traded == ""
     else:
         assert _objects_named(traded) == [(None, b.colour, a.shape), (None, a.colour, b.shape)]
+
+
+def test_order_focus_captions_depend_on_word_order_and_flipped_relations_are_false():
+    data = WorldDataset(600, seed=9, styles="train", n_objects=(2, 3), hard_negatives=True, order_focus=1.0)
+    opposite = {"to the left of": "to the right of", "above": "below", "that is bigger than": "that is smaller than"}
+    opposite.update({b: a for a, b in opposite.items()})
+    flips = focused = 0
+    for i in range(len(data)):
+        sample = data[i]
+        if sample.facts.get("grayscale") or sample.facts["style"] in style_lib.COLOURLESS_STYLES:
+            continue
+        focused += all(len([n for n in _objects_named(c) if n[1]]) >= 2 for c in sample.captions)
+        for caption, negative in zip(sample.captions, sample.negatives):
+            phrase = next((p for p in sorted(opposite, key=len, reverse=True) if f" {p} " in caption), None)
+            if phrase and negative == caption.replace(f" {phrase} ", f" {opposite[phrase]} ", 1):
+                left, right = negative.split(f" {opposite[phrase]} ", 1)
+                assert not _holds(sample.facts, _objects_named(left)[-1], PHRASES[opposite[phrase]],
+                                  _objects_named(right)[0]), (caption, negative, sample.facts)
+                flips += 1
+    assert flips > 100 and focused > 300, (flips, focused)

@@ -8,13 +8,14 @@ from clipworks.data.readers import open_pairs, register_source
 
 def _world(size: int = 50000, seed: int = 0, split: str = "train", image_size: int = 64,
            min_objects: int = 1, max_objects: int = 3, grayscale: float = 0.0, hard_negatives: bool = False,
-           styles: str = "classic", photos: str | None = None):
+           styles: str = "classic", photos: str | None = None, order_focus: float = 0.0):
     """`styles`: classic, train, heldout, all, or style names joined by '+'; `photos`: names joined by '+'."""
     from clipworks.data.world import WorldDataset
 
     extra = {"photos": photos} if photos else {}
     return WorldDataset(size, seed=seed, split=split, image_size=image_size, n_objects=(min_objects, max_objects),
-                        grayscale=grayscale, hard_negatives=hard_negatives, styles=styles, **extra)
+                        grayscale=grayscale, hard_negatives=hard_negatives, styles=styles, order_focus=order_focus,
+                        **extra)
 
 
 def _digits(split: str = "train", image_size: int = 64):

@@ -578,13 +578,45 @@ def attribute_swap(caption: str, scene: Scene, rng: random.Random) -> str:
     return swapped
 
 
-def hard_negative(caption: str, scene: Scene, rng: random.Random, grayscale: bool = False) -> str:
+_OPPOSITE = {"to the left of": "to the right of", "above": "below", "that is bigger than": "that is smaller than"}
+_OPPOSITE.update({b: a for a, b in _OPPOSITE.items()})
+
+
+def relation_flip(caption: str, scene: Scene) -> str:
+    """"A to the left of B" -> "A to the right of B" (likewise above/below, bigger/smaller) when that is false."""
+    for phrase in sorted(_OPPOSITE, key=len, reverse=True):
+        at = caption.find(f" {phrase} ")
+        if at < 0:
+            continue
+        flipped = caption[:at] + f" {_OPPOSITE[phrase]} " + caption[at + len(phrase) + 2:]
+        before = [m for m in _names(flipped) if m.end() <= at]
+        after = [m for m in _names(flipped) if m.start() >= at + len(_OPPOSITE[phrase]) + 2]
+        if not before or not after:
+            return ""
+        return "" if _true_of(scene, before[-1], _PHRASE_RELATION[_OPPOSITE[phrase]], after[0]) else flipped
+    return ""
+
+
+def order_captions(scene: Scene, rng: random.Random) -> list[str]:
+    """Up to 4 captions of a styled multi-object scene whose truth depends on word order: relations between
+    named objects and listings of them ("a red circle to the left of a blue square", "a red circle and a blue
+    square"); empty when the scene has none."""
+    main = scene.objects[0]
+    pool = [c for c in dict.fromkeys(_full_pool(scene, _WHERE[main.position], BACKGROUND_WORDS[scene.background.kind]))
+            if len(_names(c)) >= 2 and all(m.group(3) for m in _names(c))]
+    rng.shuffle(pool)
+    return pool[:4]
+
+
+def hard_negative(caption: str, scene: Scene, rng: random.Random, grayscale: bool = False,
+                  flips: bool = False) -> str:
     """A false caption close to `caption`. In the first world: one word swapped (`_word_swap`). In the styled
     world, NegCLIP's swaps too: a relation's arguments (`relation_swap`) or two objects' colours
-    (`attribute_swap`), preferred when possible so word order and binding must be read. "" when none applies."""
+    (`attribute_swap`), preferred when possible so word order and binding must be read; with `flips`, also
+    the relation's direction (`relation_flip`). "" when none applies."""
     if scene.style is None:
         return _word_swap(caption, scene, rng, grayscale)
-    options = [relation_swap(caption, scene)]
+    options = [relation_swap(caption, scene)] + ([relation_flip(caption, scene)] if flips else [])
     if not grayscale:
         options.append(attribute_swap(caption, scene, rng))
     options = [o for o in options if o]
@@ -619,13 +651,15 @@ class WorldDataset(torch.utils.data.Dataset):
     def __init__(
         self, size: int, seed: int = 0, split: str = "train", image_size: int = 64, n_objects: tuple[int, int] = (1, 3),
         grayscale: float = 0.0, hard_negatives: bool = False, styles: str | Sequence[str] = "classic",
-        photos: Sequence[str] = style_lib.TRAIN_PHOTOS,
+        photos: Sequence[str] = style_lib.TRAIN_PHOTOS, order_focus: float = 0.0,
     ) -> None:
         """`grayscale`: the fraction of items rendered in black and white with colourless captions, which
         grounds shape words apart from colour (like CLIP training's random-grayscale augmentation).
         `hard_negatives`: each sample also carries one false caption per caption (`hard_negative`).
         `styles`: "classic" (the first world's look), a style set ("train", "heldout", "all") or style names;
-        `photos`: the scikit-image photos that photo backdrops are cropped from."""
+        `photos`: the scikit-image photos that photo backdrops are cropped from.
+        `order_focus` (styled world): the fraction of coloured multi-object items captioned only by word-order-
+        sensitive captions (`order_captions`), whose negatives then also flip relations (`relation_flip`)."""
         _check_split(split)
         if not 1 <= n_objects[0] <= n_objects[1]:
             raise ValueError(f"n_objects must be (low, high) with 1 <= low <= high; got {n_objects!r}")
@@ -640,6 +674,9 @@ class WorldDataset(torch.utils.data.Dataset):
         _style_set(styles)
         self.styles = styles if isinstance(styles, str) else tuple(styles)
         self.photos = tuple(photos.split("+")) if isinstance(photos, str) else tuple(photos)
+        if not 0.0 <= order_focus <= 1.0:
+            raise ValueError(f"order_focus must be a fraction in [0, 1]; got {order_focus!r}")
+        self.order_focus = order_focus
 
     def __len__(self) -> int:
         return self.size
@@ -667,8 +704,12 @@ class WorldDataset(torch.utils.data.Dataset):
             sample = Sample(image, grayscale_captions(scene, rng) if grey else captions(scene, rng), key, facts)
         else:
             sample = Sample(image, scene_captions(scene, rng, grey=grey), key, facts)
+        if self.order_focus and scene.style is not None and not grey and len(scene.objects) > 1 \
+                and rng.random() < self.order_focus:
+            sample.captions = order_captions(scene, rng) or sample.captions
         if self.hard_negatives:
-            sample.negatives = [hard_negative(c, scene, rng, grayscale=grey) for c in sample.captions]
+            flips = bool(self.order_focus)
+            sample.negatives = [hard_negative(c, scene, rng, grayscale=grey, flips=flips) for c in sample.captions]
         return sample
 
 
@@ -691,7 +732,8 @@ def single_object_dataset(size: int, seed: int = 0, split: str = "heldout", imag
 
 
 def write_world(
-    out_dir: str | Path, size: int, seed: int = 0, split: str = "train", image_size: int = 64
+    out_dir: str | Path, size: int, seed: int = 0, split: str = "train", image_size: int = 64,
+    styles: str | Sequence[str] = "classic",
 ) -> Path:
     """Write images/NNNNNN.png, a same-name .txt (one caption a line) and facts.jsonl; returns out_dir."""
     from tqdm import tqdm
@@ -700,7 +742,7 @@ def write_world(
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     width = max(6, len(str(size - 1)))
-    dataset = WorldDataset(size, seed=seed, split=split, image_size=image_size)
+    dataset = WorldDataset(size, seed=seed, split=split, image_size=image_size, styles=styles)
     with open(out_dir / "facts.jsonl", "w", encoding="utf-8") as facts_file:
         for i in tqdm(range(size), desc=f"world {split}", unit="img"):
             sample = dataset[i]
@@ -712,8 +754,9 @@ def write_world(
     return out_dir
 
 
-def save_preview(path: str | Path, seed: int = 0, split: str = "train", rows: int = 6, cols: int = 6) -> Path:
-    """A grid of rendered scenes, each with its first caption underneath."""
+def save_preview(path: str | Path, seed: int = 0, split: str = "train", rows: int = 6, cols: int = 6,
+                 styles: str | Sequence[str] = "classic") -> Path:
+    """A grid of rendered scenes, each with its style and first caption underneath."""
     import textwrap
 
     import matplotlib
@@ -721,14 +764,15 @@ def save_preview(path: str | Path, seed: int = 0, split: str = "train", rows: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dataset = WorldDataset(rows * cols, seed=seed, split=split)
+    dataset = WorldDataset(rows * cols, seed=seed, split=split, styles=styles)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows))
     for i, ax in enumerate(np.ravel(axes)):
         sample = dataset[i]
         ax.imshow(sample.image, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(textwrap.fill(sample.captions[0], 30), fontsize=7)
+        label = sample.captions[0] if styles == "classic" else f"[{sample.facts['style']}] {sample.captions[0]}"
+        ax.set_xlabel(textwrap.fill(label, 30), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -743,13 +787,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--styles", default="classic",
+                        help="classic, train, heldout, all, or style names joined by '+' (e.g. sketch+mosaic)")
     args = parser.parse_args(argv)
     if not (args.preview or args.write):
         parser.error("give --preview PNG or --write DIR")
     if args.preview:
-        print(save_preview(args.preview, seed=args.seed, split=args.split))
+        print(save_preview(args.preview, seed=args.seed, split=args.split, styles=args.styles))
     if args.write:
-        print(write_world(args.write, args.size, seed=args.seed, split=args.split, image_size=args.image_size))
+        print(write_world(args.write, args.size, seed=args.seed, split=args.split, image_size=args.image_size,
+                          styles=args.styles))
 
 
 if __name__ == "__main__":

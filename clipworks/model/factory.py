@@ -18,11 +18,12 @@ from clipworks.model.transforms import image_transform
 
 
 # Trained weights that ship inside the package, by name.
-SHIPPED = {"default": "pretrained/default"}
+# "default-v1" is the first default model (classic world only): the shipped captioner and VQA head read its features.
+SHIPPED = {"default": "pretrained/default", "default-v1": "pretrained/default-v1"}
 
 
 def shipped_model_path(name: str) -> Path | None:
-    """The packaged directory of a shipped model ('default'), or None when the name is not one."""
+    """The packaged directory of a shipped model ('default', 'default-v1'), or None when the name is not one."""
     if name not in SHIPPED:
         return None
     from importlib import resources
