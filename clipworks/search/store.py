@@ -276,8 +276,8 @@ class Store:
     def put(self, rows: Iterable[dict[str, Any]], skipped: Iterable[dict[str, Any]] = (), removed: Iterable[str] = (),
             refreshed: Iterable[dict[str, Any]] = ()) -> None:
         """Insert or replace items (dicts with the item columns and `embedding`), record skipped files, delete
-        removed paths and refresh the metadata of items whose image did not change (dicts with path, root,
-        mtime, caption, extra and sidecars: the embedding stays), all in one transaction."""
+        removed paths and refresh the metadata of items whose content did not change (dicts with path and any of
+        root, mtime, caption, extra and sidecars: the embedding stays), all in one transaction."""
         with self.db:
             for r in rows:
                 emb = np.ascontiguousarray(r["embedding"], dtype=np.float32)
@@ -292,10 +292,12 @@ class Store:
                      r.get("height"), r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None, emb.tobytes(),
                      r.get("sidecars")))
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (r["path"],))
-            for r in refreshed:
-                self.db.execute("UPDATE items SET root = ?, mtime = ?, caption = ?, extra = ?, sidecars = ? WHERE path = ?",
-                                (r["root"], r["mtime"], r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None,
-                                 r.get("sidecars"), r["path"]))
+            for r in refreshed:  # only the columns given: what came from decoding the content stays too
+                columns = {c: r[c] for c in ("root", "mtime", "caption", "extra", "sidecars") if c in r}
+                if "extra" in columns:
+                    columns["extra"] = json.dumps(columns["extra"]) if columns["extra"] else None
+                self.db.execute(f"UPDATE items SET {', '.join(c + ' = ?' for c in columns)} WHERE path = ?",
+                                (*columns.values(), r["path"]))
             for s in skipped:
                 self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)",
                                 (s["path"], s["root"], s["size"], s["mtime"], s["reason"]))

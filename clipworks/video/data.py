@@ -102,11 +102,16 @@ def list_videos(root: str | Path) -> list[Path]:
     return found
 
 
+def caption_file(path: Path) -> Path:
+    """Where a video's captions are: its same-name .txt (a frame folder's: <folder>.txt beside it)."""
+    return path.with_suffix(".txt") if path.is_file() else path.parent / f"{path.name}.txt"
+
+
 def captions_of(path: Path) -> list[str]:
-    """The captions in a video's same-name .txt (a frame folder's: <folder>.txt beside it); none if absent or empty."""
+    """The captions in a video's `caption_file`, one a line; none if absent or empty."""
     from clipworks.data.readers import read_caption_file
 
-    side = path.with_suffix(".txt") if path.is_file() else path.parent / f"{path.name}.txt"
+    side = caption_file(path)
     try:
         return read_caption_file(side) if side.is_file() else []
     except InputFileError:
