@@ -2,11 +2,10 @@
 
     python -m clipworks.training.make_default --run runs/default     (re-run it to continue an interrupted run)
 
-Three seeded, resumable stages on the generated world (`STAGES`), each starting from the float16 export of the
-one before: the classic world (flat shapes on muted backdrops; the first default model's recipe, about 33
-minutes on 2 CPU cores); the styled world (`clipworks.data.styles`: 11 drawing styles, backdrops of any
-brightness, photo crops; grayscale items; NegCLIP-style swapped-caption negatives; about 90 minutes); and a
-short word-order stage (relation and listing captions with swapped and flipped twins; about 20 minutes). The
+Two seeded, resumable stages on the generated world (`STAGES`), the second starting from the float16 export of
+the first: the classic world (flat shapes on muted backdrops; the first default model's recipe, about 33
+minutes on 2 CPU cores), then the styled world (`clipworks.data.styles`: 11 drawing styles, backdrops of any
+brightness, photo crops; grayscale items; NegCLIP-style swapped-caption negatives; about 95 minutes). The
 held-out styles and colour-shape pairs never appear. The final weights are written in float16 with their config to
 clipworks/model/pretrained/default/, with recipe.json beside them, and the demo's figures are measured.
 """
@@ -30,12 +29,6 @@ STAGES: tuple[dict, ...] = (
         data="world:size=2000000,styles=train,grayscale=0.4,hard_negatives=true",
         steps=1500, batch_size=256, lr=5e-4, min_lr=1e-5, warmup=50, weight_decay=0.1, seed=0,
         num_workers=2, checkpoint_every=100,
-    ),
-    dict(  # stage 3: word order; half the coloured multi-object items are captioned by relations and listings
-        # only, with swapped, flipped and colour-traded twins as negatives, at a lower learning rate
-        data="world:size=2000000,styles=train,grayscale=0.3,hard_negatives=true,order_focus=0.5",
-        steps=300, batch_size=256, lr=2e-4, min_lr=1e-5, warmup=20, weight_decay=0.1, seed=1,
-        num_workers=2, checkpoint_every=50,
     ),
 )
 
