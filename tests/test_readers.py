@@ -14,18 +14,14 @@ import pytest
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from clipworks.data import readers
-from clipworks.data.readers import (
-    CaptionTable,
-    ImageTextFolder,
-    SkipReport,
-    WebDatasetShards,
-    collate_samples,
-    expand_braces,
-    open_pairs,
-    read_caption_file,
-    register_source,
-)
+from clipworks.data import shards as shard_reader
+from clipworks.data import sources
+from clipworks.data.captions import read_caption_file
+from clipworks.data.folders import ImageTextFolder
+from clipworks.data.shards import WebDatasetShards, expand_braces
+from clipworks.data.skips import SkipReport, collate_samples
+from clipworks.data.sources import open_pairs, register_source
+from clipworks.data.tables import CaptionTable
 from clipworks.data.types import Sample, Skipped
 from clipworks.errors import InputFileError
 
@@ -347,13 +343,13 @@ def test_shard_split_rule(shards, monkeypatch):
     assert sorted(shuffled) == sorted(data.shards) and len(shuffled) == 7
     # As rank 1 of 2 with one process: only shard 1 (the middle one) is read.
     real = WebDatasetShards(str(shards / "shard-*.tar"))
-    monkeypatch.setattr(readers, "_rank_and_world_size", lambda: (1, 2))
+    monkeypatch.setattr(shard_reader, "_rank_and_world_size", lambda: (1, 2))
     assert {sample_key(s) for s in real if isinstance(s, Sample)} == {"0100", "dir/0103"}
 
 
 def test_idle_workers_warn(shards, monkeypatch):
     data = WebDatasetShards(str(shards / "shard-*.tar"))
-    monkeypatch.setattr(readers, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=4))
+    monkeypatch.setattr(shard_reader, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=4))
     with pytest.warns(UserWarning, match="3 shards for 1 rank.* 4 worker.*1 reader"):
         list(data)
     with warnings.catch_warnings():
@@ -383,7 +379,7 @@ def test_open_pairs_registry(monkeypatch):
         calls.append(dict(split=split, size=size, seed=seed, scale=scale))
         return ["dataset"]
 
-    monkeypatch.setattr(readers, "SOURCES", {})
+    monkeypatch.setattr(sources, "SOURCES", {})
     register_source("toy", toy)
     assert open_pairs("toy") == ["dataset"]
     open_pairs("toy:split=val,size=50000,seed=0,scale=0.5")

@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipworks.data.readers import IMAGE_EXTENSIONS, _split_member_name, read_caption_file
+from clipworks.data.captions import member_captions, read_caption_file
+from clipworks.data.folders import is_hidden, walk as walk_visible
+from clipworks.data.images import IMAGE_EXTENSIONS
+from clipworks.data.shards import split_member_name
 from clipworks.errors import InputFileError
 from clipworks.search.store import Store, indexing_lock, inside_roots
 
@@ -109,7 +112,9 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[FileEntry]:
         raise InputFileError(f"{tar_path}: unreadable tar ({exc})") from None
     by_key: dict[str, dict[str, tarfile.TarInfo]] = {}
     for m in members:
-        key, suffix = _split_member_name(m.name)
+        key, suffix = split_member_name(m.name)
+        if is_hidden(key):
+            continue
         by_key.setdefault(key, {})[suffix] = m
     mtime = tar_path.stat().st_mtime
 
@@ -117,7 +122,7 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[FileEntry]:
         return lambda: archive.extractfile(member).read()
 
     def text(member: tarfile.TarInfo | None) -> Callable[[], str | None]:
-        return (lambda: archive.extractfile(member).read().decode("utf-8", "replace").strip() or None) if member else (lambda: None)
+        return (lambda: "\n".join(member_captions(archive.extractfile(member).read(), member.name)) or None) if member else (lambda: None)
 
     def fields(member: tarfile.TarInfo | None) -> Callable[[], dict[str, Any]]:
         def load() -> dict[str, Any]:
@@ -147,15 +152,13 @@ def walk(root: str | Path) -> Iterator[FileEntry]:
             raise InputFileError(f"{root}: give a folder or a .tar of images")
         yield from _walk_tar(base, str(base))
         return
-    for folder, dirs, files in os.walk(base):
-        dirs.sort()
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in sorted(files):
+    for folder, _, files in walk_visible(base):
+        for name in files:
             p = Path(folder) / name
             lower = name.lower()
             if lower.endswith(".tar"):
                 yield from _walk_tar(p, str(base))
-            elif lower.endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+            elif lower.endswith(IMAGE_EXTENSIONS):
                 try:
                     st = p.stat()
                 except OSError:
