@@ -395,3 +395,88 @@ def test_open_pairs_registry(monkeypatch):
         open_pairs("nothing-here")
     with pytest.raises(ValueError):
         register_source("bad:name", toy)
+
+
+# ----------------------------------------------------------------------------------------------
+# One reader per format: training and search read the same bytes the same way
+
+
+CAPTION_BYTES = {  # a caption file as Windows Notepad saves it (cp1252), and as UTF-16 with its BOM
+    "cp": (b"caf\xe9 \x93quoted\x94\r\nsecond line", ["café “quoted”", "second line"]),
+    "u16": ("crème brûlée\nZoë".encode("utf-16"), ["crème brûlée", "Zoë"]),
+}
+
+
+def test_captions_in_cp1252_and_utf16_read_the_same_by_training_and_by_indexing(tmp_path):
+    from clipworks.search.indexer import walk as index_walk
+
+    members = []
+    for k, (stem, (data, _)) in enumerate(CAPTION_BYTES.items()):
+        write(tmp_path / "photos" / f"{stem}.png", image_bytes("PNG", k))
+        write(tmp_path / "photos" / f"{stem}.txt", data)
+        members += [(f"{stem}.png", image_bytes("PNG", k)), (f"{stem}.txt", data)]
+    write_shard(tmp_path / "shard.tar", members)
+    expected = {stem: captions for stem, (_, captions) in CAPTION_BYTES.items()}
+
+    def stem(key: str) -> str:
+        return Path(key.split("::")[-1].split(":")[-1]).stem
+
+    trained_folder = {stem(s.key): s.captions for s in ImageTextFolder(tmp_path / "photos")}
+    trained_shard = {stem(s.key): s.captions for s in WebDatasetShards(str(tmp_path / "shard.tar"))}
+    indexed_folder = {stem(e.path): e.caption() for e in index_walk(tmp_path / "photos")}
+    indexed_shard = {stem(e.path): e.caption() for e in index_walk(tmp_path / "shard.tar")}
+    assert trained_folder == trained_shard == expected
+    assert indexed_folder == indexed_shard == {k: "\n".join(v) for k, v in expected.items()}
+
+
+def test_hidden_files_and_appledouble_forks_are_ignored_everywhere(tmp_path):
+    """`._x.png` (a macOS resource fork, not an image) and dot-folders are not data for any reader,
+    so nothing counts them as corrupt."""
+    from clipworks.data.folders import is_hidden, list_files
+    from clipworks.evaluation.datasets import image_folder
+    from clipworks.search.indexer import walk as index_walk
+    from clipworks.video.data import list_videos
+    from clipworks.video.decode import frame_files
+
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "  # an AppleDouble header
+    assert is_hidden("._x.png") and is_hidden(".git/a.png") and is_hidden("a/.b/c.png")
+    assert not is_hidden("x.png") and not is_hidden("./a/x.png") and not is_hidden("a..b.png")
+
+    # Training's folder reader and the indexer's walk.
+    photos = tmp_path / "photos"
+    write(photos / "a.png", image_bytes("PNG", 1))
+    write(photos / "a.txt", "a photo")
+    write(photos / "._a.png", fork)
+    write(photos / "._a.txt", fork)
+    write(photos / ".thumbs" / "b.png", image_bytes("PNG", 2))
+    write(photos / ".thumbs" / "b.txt", "a thumbnail")
+    assert [Path(p).name for p, _ in ImageTextFolder(photos).items] == ["a.png"]
+    assert [Path(e.path).name for e in index_walk(photos)] == ["a.png"]
+    assert [p.name for p in list_files(photos)] == ["a.png", "a.txt"]
+
+    # Tar shards: the training reader and the indexer's tar walk.
+    write_shard(tmp_path / "s.tar", [("0.png", image_bytes("PNG", 3)), ("0.txt", b"zero"),
+                                     ("._0.png", fork), ("._0.txt", fork), (".x/1.png", image_bytes("PNG", 4))])
+    assert [(sample_key(s), type(s)) for s in WebDatasetShards(str(tmp_path / "s.tar"))] == [("0", Sample)]
+    assert [e.path.split("::")[1] for e in index_walk(tmp_path / "s.tar")] == ["0.png"]
+
+    # Evaluation's class folders: the fork is not an unreadable image.
+    classes = tmp_path / "classes"
+    for k, name in enumerate(["cat", "dog"]):
+        write(classes / name / f"{name}.png", image_bytes("PNG", 10 + k))
+        write(classes / name / f"._{name}.png", fork)
+    write(classes / ".Trashes" / "old.png", image_bytes("PNG", 12))
+    evaluated = image_folder(classes)
+    assert evaluated.classnames == ["cat", "dog"] and len(evaluated.images) == 2 and evaluated.skipped == {}
+
+    # Video folders: hidden videos, hidden frame files and hidden folders are not videos or frames.
+    videos = tmp_path / "videos"
+    write(videos / "clip.mp4", b"")
+    write(videos / "._clip.mp4", fork)
+    write(videos / ".cache" / "old.mp4", b"")
+    for name in ("f2.png", "f10.png"):
+        write(videos / "frames" / name, image_bytes("PNG", 5))
+    write(videos / "frames" / "._f1.png", fork)
+    write(videos / "forks" / "._f1.png", fork)  # a folder of forks only is not a frame folder
+    assert [p.relative_to(videos).as_posix() for p in list_videos(videos)] == ["clip.mp4", "frames"]
+    assert [p.name for p in frame_files(videos / "frames")] == ["f2.png", "f10.png"]

@@ -121,7 +121,7 @@ def _read_shard(shard: str) -> Iterator[Sample | Skipped]:
                 if not info.isfile():
                     continue
                 member_key, suffix = split_member_name(info.name)
-                if is_hidden(member_key) or not suffix:
+                if is_hidden(info.name) or not suffix:
                     continue
                 if member_key != key:  # a new key completes the previous group before its data is read
                     if key is not None:

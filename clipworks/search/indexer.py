@@ -113,7 +113,7 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[FileEntry]:
     by_key: dict[str, dict[str, tarfile.TarInfo]] = {}
     for m in members:
         key, suffix = split_member_name(m.name)
-        if is_hidden(key):
+        if is_hidden(m.name):
             continue
         by_key.setdefault(key, {})[suffix] = m
     mtime = tar_path.stat().st_mtime
