@@ -14,18 +14,14 @@ import pytest
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from clipworks.data import readers
-from clipworks.data.readers import (
-    CaptionTable,
-    ImageTextFolder,
-    SkipReport,
-    WebDatasetShards,
-    collate_samples,
-    expand_braces,
-    open_pairs,
-    read_caption_file,
-    register_source,
-)
+from clipworks.data import shards as shard_reader
+from clipworks.data import sources
+from clipworks.data.captions import read_caption_file
+from clipworks.data.folders import ImageTextFolder
+from clipworks.data.shards import WebDatasetShards, expand_braces
+from clipworks.data.skips import SkipReport, collate_samples
+from clipworks.data.sources import open_pairs, register_source
+from clipworks.data.tables import CaptionTable
 from clipworks.data.types import Sample, Skipped
 from clipworks.errors import InputFileError
 
@@ -347,13 +343,13 @@ def test_shard_split_rule(shards, monkeypatch):
     assert sorted(shuffled) == sorted(data.shards) and len(shuffled) == 7
     # As rank 1 of 2 with one process: only shard 1 (the middle one) is read.
     real = WebDatasetShards(str(shards / "shard-*.tar"))
-    monkeypatch.setattr(readers, "_rank_and_world_size", lambda: (1, 2))
+    monkeypatch.setattr(shard_reader, "_rank_and_world_size", lambda: (1, 2))
     assert {sample_key(s) for s in real if isinstance(s, Sample)} == {"0100", "dir/0103"}
 
 
 def test_idle_workers_warn(shards, monkeypatch):
     data = WebDatasetShards(str(shards / "shard-*.tar"))
-    monkeypatch.setattr(readers, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=4))
+    monkeypatch.setattr(shard_reader, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=4))
     with pytest.warns(UserWarning, match="3 shards for 1 rank.* 4 worker.*1 reader"):
         list(data)
     with warnings.catch_warnings():
@@ -383,7 +379,7 @@ def test_open_pairs_registry(monkeypatch):
         calls.append(dict(split=split, size=size, seed=seed, scale=scale))
         return ["dataset"]
 
-    monkeypatch.setattr(readers, "SOURCES", {})
+    monkeypatch.setattr(sources, "SOURCES", {})
     register_source("toy", toy)
     assert open_pairs("toy") == ["dataset"]
     open_pairs("toy:split=val,size=50000,seed=0,scale=0.5")
@@ -399,3 +395,88 @@ def test_open_pairs_registry(monkeypatch):
         open_pairs("nothing-here")
     with pytest.raises(ValueError):
         register_source("bad:name", toy)
+
+
+# ----------------------------------------------------------------------------------------------
+# One reader per format: training and search read the same bytes the same way
+
+
+CAPTION_BYTES = {  # a caption file as Windows Notepad saves it (cp1252), and as UTF-16 with its BOM
+    "cp": (b"caf\xe9 \x93quoted\x94\r\nsecond line", ["café “quoted”", "second line"]),
+    "u16": ("crème brûlée\nZoë".encode("utf-16"), ["crème brûlée", "Zoë"]),
+}
+
+
+def test_captions_in_cp1252_and_utf16_read_the_same_by_training_and_by_indexing(tmp_path):
+    from clipworks.search.indexer import walk as index_walk
+
+    members = []
+    for k, (stem, (data, _)) in enumerate(CAPTION_BYTES.items()):
+        write(tmp_path / "photos" / f"{stem}.png", image_bytes("PNG", k))
+        write(tmp_path / "photos" / f"{stem}.txt", data)
+        members += [(f"{stem}.png", image_bytes("PNG", k)), (f"{stem}.txt", data)]
+    write_shard(tmp_path / "shard.tar", members)
+    expected = {stem: captions for stem, (_, captions) in CAPTION_BYTES.items()}
+
+    def stem(key: str) -> str:
+        return Path(key.split("::")[-1].split(":")[-1]).stem
+
+    trained_folder = {stem(s.key): s.captions for s in ImageTextFolder(tmp_path / "photos")}
+    trained_shard = {stem(s.key): s.captions for s in WebDatasetShards(str(tmp_path / "shard.tar"))}
+    indexed_folder = {stem(e.path): e.caption() for e in index_walk(tmp_path / "photos")}
+    indexed_shard = {stem(e.path): e.caption() for e in index_walk(tmp_path / "shard.tar")}
+    assert trained_folder == trained_shard == expected
+    assert indexed_folder == indexed_shard == {k: "\n".join(v) for k, v in expected.items()}
+
+
+def test_hidden_files_and_appledouble_forks_are_ignored_everywhere(tmp_path):
+    """`._x.png` (a macOS resource fork, not an image) and dot-folders are not data for any reader,
+    so nothing counts them as corrupt."""
+    from clipworks.data.folders import is_hidden, list_files
+    from clipworks.evaluation.datasets import image_folder
+    from clipworks.search.indexer import walk as index_walk
+    from clipworks.video.data import list_videos
+    from clipworks.video.decode import frame_files
+
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "  # an AppleDouble header
+    assert is_hidden("._x.png") and is_hidden(".git/a.png") and is_hidden("a/.b/c.png")
+    assert not is_hidden("x.png") and not is_hidden("./a/x.png") and not is_hidden("a..b.png")
+
+    # Training's folder reader and the indexer's walk.
+    photos = tmp_path / "photos"
+    write(photos / "a.png", image_bytes("PNG", 1))
+    write(photos / "a.txt", "a photo")
+    write(photos / "._a.png", fork)
+    write(photos / "._a.txt", fork)
+    write(photos / ".thumbs" / "b.png", image_bytes("PNG", 2))
+    write(photos / ".thumbs" / "b.txt", "a thumbnail")
+    assert [Path(p).name for p, _ in ImageTextFolder(photos).items] == ["a.png"]
+    assert [Path(e.path).name for e in index_walk(photos)] == ["a.png"]
+    assert [p.name for p in list_files(photos)] == ["a.png", "a.txt"]
+
+    # Tar shards: the training reader and the indexer's tar walk.
+    write_shard(tmp_path / "s.tar", [("0.png", image_bytes("PNG", 3)), ("0.txt", b"zero"),
+                                     ("._0.png", fork), ("._0.txt", fork), (".x/1.png", image_bytes("PNG", 4))])
+    assert [(sample_key(s), type(s)) for s in WebDatasetShards(str(tmp_path / "s.tar"))] == [("0", Sample)]
+    assert [e.path.split("::")[1] for e in index_walk(tmp_path / "s.tar")] == ["0.png"]
+
+    # Evaluation's class folders: the fork is not an unreadable image.
+    classes = tmp_path / "classes"
+    for k, name in enumerate(["cat", "dog"]):
+        write(classes / name / f"{name}.png", image_bytes("PNG", 10 + k))
+        write(classes / name / f"._{name}.png", fork)
+    write(classes / ".Trashes" / "old.png", image_bytes("PNG", 12))
+    evaluated = image_folder(classes)
+    assert evaluated.classnames == ["cat", "dog"] and len(evaluated.images) == 2 and evaluated.skipped == {}
+
+    # Video folders: hidden videos, hidden frame files and hidden folders are not videos or frames.
+    videos = tmp_path / "videos"
+    write(videos / "clip.mp4", b"")
+    write(videos / "._clip.mp4", fork)
+    write(videos / ".cache" / "old.mp4", b"")
+    for name in ("f2.png", "f10.png"):
+        write(videos / "frames" / name, image_bytes("PNG", 5))
+    write(videos / "frames" / "._f1.png", fork)
+    write(videos / "forks" / "._f1.png", fork)  # a folder of forks only is not a frame folder
+    assert [p.relative_to(videos).as_posix() for p in list_videos(videos)] == ["clip.mp4", "frames"]
+    assert [p.name for p in frame_files(videos / "frames")] == ["f2.png", "f10.png"]

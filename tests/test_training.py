@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -78,16 +77,10 @@ def _rank_worker(rank: int, world: int, port: int, accum: int, out: str, negativ
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("accum,negatives", [(1, False), (2, False), (2, True)])
-def test_two_ranks_match_one_process(tmp_path, accum, negatives):
+def test_two_ranks_match_one_process(tmp_path, accum, negatives, free_port):
     out = tmp_path / "rank0.pt"
-    mp.spawn(_rank_worker, args=(2, _free_port(), accum, str(out), negatives), nprocs=2, join=True)
+    mp.spawn(_rank_worker, args=(2, free_port(), accum, str(out), negatives), nprocs=2, join=True)
     ddp = torch.load(out, weights_only=True)
     loss, grads = _single_process(accum=1, negatives=negatives)
     assert abs(ddp["loss"] - loss) < 1e-5, (ddp["loss"], loss)
@@ -180,7 +173,7 @@ def test_training_on_world_hard_negatives(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_train_like_one_process(tmp_path):
+def test_torchrun_two_ranks_train_like_one_process(tmp_path, free_port):
     args = ["train", "--model", "ViT-Tiny-8-64", "--data", "world:size=64", "--steps", "2", "--batch-size", "16",
             "--warmup", "1", "--log-every", "1", "--seed", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -188,7 +181,7 @@ def test_torchrun_two_ranks_train_like_one_process(tmp_path):
                             env=env, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
     multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-                            str(_free_port()), "-m", "clipworks.cli.main", *args, "--out", str(tmp_path / "two")],
+                            str(free_port()), "-m", "clipworks.cli.main", *args, "--out", str(tmp_path / "two")],
                            env=env, capture_output=True, text=True, timeout=300)
     assert multi.returncode == 0, multi.stderr[-2000:]
     one = read_metrics(tmp_path / "one" / "metrics.jsonl")

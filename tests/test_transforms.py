@@ -25,7 +25,7 @@ WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 
 def _sample_photos() -> dict[str, Image.Image]:
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
     photos = {name: Image.fromarray(getattr(data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket", "camera")}
     rng = np.random.default_rng(0)
     for w, h in ((100, 37), (300, 1000), (7, 5)):
@@ -44,7 +44,7 @@ def photos() -> dict[str, Image.Image]:
 
 @pytest.mark.parametrize("size", [224, 288])
 def test_eval_transform_matches_open_clip(photos, size):
-    open_clip = pytest.importorskip("open_clip")
+    import open_clip
     reference = open_clip.image_transform(size, is_train=False, mean=OPENAI_MEAN, std=OPENAI_STD)
     ours = image_transform(PreprocessConfig(image_size=size))
     assert photos["camera"].mode == "L"
@@ -59,7 +59,7 @@ def test_eval_transform_matches_open_clip(photos, size):
 
 @pytest.mark.parametrize("resize_mode,interpolation", [("squash", "bicubic"), ("shortest", "bilinear")])
 def test_other_modes_match_open_clip(photos, resize_mode, interpolation):
-    open_clip = pytest.importorskip("open_clip")
+    import open_clip
     reference = open_clip.image_transform(224, is_train=False, resize_mode=resize_mode, interpolation=interpolation)
     ours = image_transform(PreprocessConfig(image_size=224, resize_mode=resize_mode, interpolation=interpolation))
     for name in ("chelsea", "rocket", "noise_100x37"):
@@ -68,7 +68,7 @@ def test_other_modes_match_open_clip(photos, resize_mode, interpolation):
 
 @pytest.mark.parametrize("w,h", [(5, 9), (30, 10), (10, 30), (3, 3), (40, 40)])
 def test_center_crop_pads_small_images_like_torchvision(w, h):
-    transforms = pytest.importorskip("torchvision.transforms")
+    import torchvision.transforms as transforms
     image = Image.fromarray(np.random.default_rng(w * h).integers(1, 256, (h, w, 3), dtype=np.uint8))
     expected = np.asarray(transforms.CenterCrop(16)(image))
     assert np.array_equal(np.asarray(_center_crop(image, 16)), expected)

@@ -128,8 +128,9 @@ def test_grid_feature_shapes_and_position_interpolation():
 
 def test_tiny_training_resumes_exactly_saves_and_answers(tmp_path):
     from clipworks.vqa.config import VQATrainConfig
-    from clipworks.vqa.data import render_items
-    from clipworks.vqa.evaluate import predict
+    from clipworks.model.transforms import load_image
+    from clipworks.vqa.data import render_items, to_input
+    from clipworks.vqa.evaluate import ask, predict
     from clipworks.vqa.model import load_vqa
     from clipworks.vqa.train import train_vqa
 
@@ -148,6 +149,13 @@ def test_tiny_training_resumes_exactly_saves_and_answers(tmp_path):
     data = render_items(12, 1, "heldout", 64)
     answers = predict(model, data.images, data.questions)
     assert len(answers) == 12 and set(answers) <= set(ANSWERS)
+    # the resumed run ends with the same weights, so its saved head gives the same answers, and so do the logits
+    resumed_model = load_vqa(tmp_path / "split" / "model")
+    assert predict(resumed_model, data.images, data.questions) == answers
+    with torch.no_grad():
+        x = to_input(data.images, *model.normalisation())
+        torch.testing.assert_close(resumed_model(x, resumed_model.tokenize(data.questions)),
+                                   model(x, model.tokenize(data.questions)), rtol=1e-5, atol=1e-5)
     import safetensors.torch
 
     saved = safetensors.torch.load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
@@ -170,7 +178,11 @@ def test_tiny_training_resumes_exactly_saves_and_answers(tmp_path):
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = [line.split() for line in proc.stdout.splitlines()]
-    assert len(lines) == 3 and all(a in ANSWERS for _, a in lines) and sum(float(p) for p, _ in lines) <= 1.0 + 1e-6
+    # the CLI prints what the Python API answers for the same image and question, best first
+    expected = ask(load_vqa(tmp_path / "full" / "model"), load_image(image), "what colour is the star?", top=3)
+    assert [a for _, a in lines] == [a for a, _ in expected], (lines, expected)
+    assert [float(p) for p, _ in lines] == pytest.approx([p for _, p in expected], abs=1e-3)
+    assert [float(p) for p, _ in lines] == sorted((float(p) for p, _ in lines), reverse=True)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     for args, expected in (([str(tmp_path / "bad.png"), "what shape?"], "bad.png"),
                            ([str(image), "what shape?", "--model", str(tmp_path)], "no vqa_config.json"),

@@ -118,7 +118,7 @@ def evaluate_captioner(captioner: ClipCap | str = "default", data: str = HELDOUT
 
     from clipworks.captioning.metrics import evaluate_captions, meteor_unavailable_reason
     from clipworks.data import open_pairs
-    from clipworks.data.readers import SkipReport
+    from clipworks.data.skips import SkipReport
     from clipworks.data.types import Sample
 
     name = captioner if isinstance(captioner, str) else None

@@ -28,7 +28,7 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
     from tqdm import tqdm
 
     from clipworks.data import open_pairs
-    from clipworks.data.readers import SkipReport
+    from clipworks.data.skips import SkipReport
     from clipworks.data.types import Sample
     from clipworks.evaluation.features import embed_images
     from clipworks.model.factory import create_model

@@ -1,9 +1,14 @@
 """Data sources: a generated world, scikit-learn's digits, scikit-image's photos, and readers for a user's own
-image-caption collections. `open_pairs(spec)` turns a `--data` argument into a data set."""
+image-caption collections. `open_pairs(spec)` turns a `--data` argument into a data set.
+
+One module per format: `captions` (caption text in any common encoding), `images` (image files as samples),
+`folders` (the one hidden-file rule, folder walking, folders of images with .txt captions), `tables` (.csv,
+.tsv, .jsonl), `shards` (WebDataset tars), `skips` (the skipped-item tally) and `sources` (the --data registry).
+The data package imports only clipworks.model (image decoding) and clipworks.errors, never an application."""
 
 from __future__ import annotations
 
-from clipworks.data.readers import open_pairs, register_source
+from clipworks.data.sources import open_pairs, register_source
 
 
 def _world(size: int = 50000, seed: int = 0, split: str = "train", image_size: int = 64,

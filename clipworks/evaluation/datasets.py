@@ -126,7 +126,9 @@ TEST_EVERY = 5  # without train/ and test/ sub-folders, every 5th image of each 
 
 
 def _class_dirs(root: Path) -> list[Path]:
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    from clipworks.data.folders import is_hidden
+
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     if not dirs:
         raise InputFileError(f"{root}: no class sub-folders (expected one folder of images per class)")
     return dirs
@@ -135,7 +137,9 @@ def _class_dirs(root: Path) -> list[Path]:
 def image_folder(path: str | os.PathLike, split: str = "eval", n: int | None = None, seed: int = 0) -> ClassificationSet:
     """A folder with one sub-folder of images per class (or train/ and test/ folders that each have them).
     Unreadable images are skipped and counted; a class folder without images is an error naming it."""
-    from clipworks.data.readers import IMAGE_EXTENSIONS, SkipReport
+    from clipworks.data.folders import list_files
+    from clipworks.data.images import IMAGE_EXTENSIONS
+    from clipworks.data.skips import SkipReport
     from clipworks.model.transforms import load_image
 
     root = Path(os.path.expanduser(os.fspath(path)))
@@ -147,7 +151,7 @@ def image_folder(path: str | os.PathLike, split: str = "eval", n: int | None = N
     report = SkipReport()
     images, labels = [], []
     for label, folder in enumerate(dirs):
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(list_files(folder, IMAGE_EXTENSIONS))
         if not files:
             raise InputFileError(f"{folder}: class folder has no images ({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)})")
         if not explicit and split != "eval":
@@ -231,7 +235,7 @@ def load_retrieval(name: str, n: int | None = None, seed: int = 2) -> RetrievalS
     if name == "world-captions":
         return _world_captions(**({"n": n} if n is not None else {}), seed=seed)
     from clipworks.data import open_pairs
-    from clipworks.data.readers import SkipReport
+    from clipworks.data.skips import SkipReport
     from clipworks.data.types import Sample
 
     try:

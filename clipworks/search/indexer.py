@@ -20,7 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from clipworks.data.readers import IMAGE_EXTENSIONS, _split_member_name, read_caption_file
+from clipworks.data.captions import member_captions, read_caption_file
+from clipworks.data.folders import is_hidden, walk as walk_visible
+from clipworks.data.images import IMAGE_EXTENSIONS
+from clipworks.data.shards import split_member_name
 from clipworks.errors import InputFileError
 from clipworks.search.incremental import Entry, IndexReport, Media, sidecar_stamp, sync
 
@@ -63,14 +66,23 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[Entry]:
         raise InputFileError(f"{tar_path}: unreadable tar ({exc})") from None
     by_key: dict[str, dict[str, tarfile.TarInfo]] = {}
     for m in members:
-        key, suffix = _split_member_name(m.name)
+        key, suffix = split_member_name(m.name)
+        if is_hidden(m.name):
+            continue
         by_key.setdefault(key, {})[suffix] = m
     mtime = tar_path.stat().st_mtime
 
     def content(member: tarfile.TarInfo) -> Callable[[], tuple[str, bytes]]:
         return lambda: _hashed(archive.extractfile(member).read())
 
+<<<<<<< HEAD
     def metadata(group: dict[str, tarfile.TarInfo]) -> Callable[[], dict[str, Any]]:
+=======
+    def text(member: tarfile.TarInfo | None) -> Callable[[], str | None]:
+        return (lambda: "\n".join(member_captions(archive.extractfile(member).read(), member.name)) or None) if member else (lambda: None)
+
+    def fields(member: tarfile.TarInfo | None) -> Callable[[], dict[str, Any]]:
+>>>>>>> i15-tests
         def load() -> dict[str, Any]:
             caption, extra = None, {}
             if "txt" in group:
@@ -100,15 +112,13 @@ def walk(root: str | Path) -> Iterator[Entry]:
             raise InputFileError(f"{root}: give a folder or a .tar of images")
         yield from _walk_tar(base, str(base))
         return
-    for folder, dirs, files in os.walk(base):
-        dirs.sort()
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in sorted(files):
+    for folder, _, files in walk_visible(base):
+        for name in files:
             p = Path(folder) / name
             lower = name.lower()
             if lower.endswith(".tar"):
                 yield from _walk_tar(p, str(base))
-            elif lower.endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+            elif lower.endswith(IMAGE_EXTENSIONS):
                 try:
                     st = p.stat()
                 except OSError:

@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     from tqdm import tqdm
 
     from clipworks.data import open_pairs
-    from clipworks.data.readers import SkipReport
+    from clipworks.data.skips import SkipReport
     from clipworks.data.types import Skipped
 
     device = torch.device(cfg.device) if cfg.device else default_device()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from clipworks.errors import InputFileError
-from clipworks.video.decode import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, read_video
+from clipworks.video.decode import VIDEO_EXTENSIONS, frame_files, read_video
 
 
 @dataclass
@@ -87,19 +87,19 @@ def world_tensors(model, size: int, seed: int = 0, split: str = "train", cache_d
 
 
 def list_videos(root: str | Path) -> list[Path]:
-    """Video files and frame folders under `root`, recursively, in sorted order."""
+    """Video files and frame folders under `root`, recursively, in sorted order; hidden ones are skipped."""
+    from clipworks.data.folders import walk
+
     root = Path(root).expanduser()
     if not root.exists():
         raise InputFileError(f"{root}: no such folder")
     if root.is_file():
         return [root]
     found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append(path)
-        elif path.is_dir() and any(f.suffix.lower() in FRAME_EXTENSIONS for f in path.iterdir() if f.is_file()):
-            found.append(path)
-    return found
+    for folder, dirnames, filenames in walk(root):
+        found += [Path(folder, f) for f in filenames if f.lower().endswith(VIDEO_EXTENSIONS)]
+        found += [Path(folder, d) for d in dirnames if frame_files(Path(folder, d))]
+    return sorted(found)
 
 
 def caption_file(path: Path) -> Path:
@@ -109,7 +109,7 @@ def caption_file(path: Path) -> Path:
 
 def captions_of(path: Path) -> list[str]:
     """The captions in a video's `caption_file`, one a line; none if absent or empty."""
-    from clipworks.data.readers import read_caption_file
+    from clipworks.data.captions import read_caption_file
 
     side = caption_file(path)
     try:

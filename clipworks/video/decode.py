@@ -36,7 +36,7 @@ def is_video(path: str | os.PathLike) -> bool:
     """A video file by extension, or a folder holding frame images."""
     p = Path(path)
     if p.is_dir():
-        return any(f.suffix.lower() in FRAME_EXTENSIONS for f in p.iterdir())
+        return bool(frame_files(p))
     return p.suffix.lower() in VIDEO_EXTENSIONS
 
 
@@ -82,11 +82,18 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def frame_files(folder: Path) -> list[Path]:
+    """The frame images in a frame folder, in natural order (frame2 before frame10); hidden files are not frames."""
+    from clipworks.data.folders import list_files
+
+    return sorted(list_files(folder, FRAME_EXTENSIONS, recursive=False), key=lambda f: _natural_key(f.name))
+
+
 def _read_folder(path: Path, num_frames: int | None, fps: float | None, folder_fps: float | None,
                  size: tuple[int, int] | None) -> Video:
     from clipworks.model.transforms import decode_image
 
-    files = sorted((f for f in path.iterdir() if f.suffix.lower() in FRAME_EXTENSIONS), key=lambda f: _natural_key(f.name))
+    files = frame_files(path)
     if not files:
         raise InputFileError(f"{path}: a folder without frame images ({', '.join(FRAME_EXTENSIONS)})")
     try:
