@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from clipworks.demo import main as demo
     from clipworks.model.factory import shipped_model_path
-    from clipworks.training.trainer import TrainConfig, train
+    from clipworks.training.contrastive import TrainConfig, train
 
     if not args.skip_training:
         train(TrainConfig(out=str(args.run), **RECIPE), resume=args.resume)
