@@ -2,7 +2,7 @@
 
 Same architecture (ViT-Tiny-8-64), same random weights (open_clip's, loaded into clipworks), same batch,
 same optimizer (AdamW over `param_groups`), same clipping and temperature clamp, same threads. Each step is
-what `clipworks.training.trainer.train` runs per step, without data loading. Repeats interleave the two
+what `clipworks.training.contrastive.train` runs per step, without data loading. Repeats interleave the two
 libraries so machine noise hits both alike; the figure is the median over repeats.
 
     python benchmarks/train_throughput.py --batch-size 256 --steps 3 --repeats 3
@@ -44,7 +44,8 @@ def main() -> None:
 
     import clipworks
     from clipworks.training.loss import ClipLoss
-    from clipworks.training.trainer import MAX_LOGIT_SCALE, FeatureModel, contrastive_step, param_groups
+    from clipworks.model.clip import MAX_LOGIT_SCALE
+    from clipworks.training.contrastive import FeatureModel, contrastive_step, param_groups
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -54,7 +54,10 @@ def test_default_model_generalises_to_unseen_colour_shape_pairs():
 def test_demo_runs_on_the_default_model(tmp_path, capsys):
     assert demo(["--out", str(tmp_path), "--n", "100"]) == 0
     out = capsys.readouterr().out
-    assert "Zero-shot on 100 held-out" in out and "text -> image" in out
+    assert "held-out style: sketch" in out and "held-out style: mosaic" in out and "text -> image" in out
+    assert "relation swaps" in out and "attribute swaps" in out
     assert (tmp_path / "heldout_top_captions.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["zero_shot"]["n"] == 100
+    assert {r["n"] for r in results["zero_shot"].values()} == {100}
+    assert set(results["zero_shot"]) == {"held-out pairs, train styles", "held-out style: sketch", "held-out style: mosaic"}
+    assert 0.0 <= results["aro"]["relation"] <= 1.0 and results["aro"]["n"] == 100

@@ -20,7 +20,8 @@ from clipworks.model.config import get_model_config
 from clipworks.model.tokenizer import tokenize
 from clipworks.training.loss import ClipLoss
 from clipworks.training.schedule import warmup_cosine
-from clipworks.training.trainer import FeatureModel, TrainConfig, contrastive_step, read_metrics, train
+from clipworks.training.contrastive import FeatureModel, TrainConfig, contrastive_step, train
+from clipworks.training.run import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 8
@@ -160,6 +161,23 @@ def test_resume_continues_exactly(tmp_path, capsys):
     assert (tmp_path / "full" / "loss.png").stat().st_size > 1000 and full["steps"] == 6
     # The loss goes down on this tiny run (a real signal, not a constant).
     assert a[-1] < a[0]
+
+
+def test_resume_from_a_checkpoint_written_before_the_shared_run_loop(tmp_path):
+    """A CLIP checkpoint in the trainer's earlier format (no "rng" entry) resumes to the same weights as one
+    whole run: runs started with the old code can be continued and exported with this one."""
+    full = train(_cfg(tmp_path / "full", steps=4), progress=False)
+    run = tmp_path / "old"
+    train(_cfg(run, steps=4), progress=False, stop_after=3)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    old = {k: state[k] for k in ("model", "optimizer", "step", "config", "skipped_samples", "skipped_draws")}
+    torch.save(old, run / "checkpoint.pt")
+    resumed = train(_cfg(run, steps=4), resume=True, progress=False)
+    assert resumed["steps"] == full["steps"] == 4
+    wa = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    wb = load_file(str(run / "model" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert set(torch.load(run / "checkpoint.pt", weights_only=True)) >= {"model", "optimizer", "step", "rng", "config"}
 
 
 def test_training_on_world_hard_negatives(tmp_path):

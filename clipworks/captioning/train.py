@@ -14,32 +14,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from clipworks.cache import cached, data_identity, weights_hash
 from clipworks.captioning.config import CaptionTrainConfig
 from clipworks.captioning.model import CaptionerConfig, ClipCap
 from clipworks.captioning.tokenizer import gpt2_tokenizer
 from clipworks.errors import InputFileError
-from clipworks.training.loop import resume_from, run_steps
+from clipworks.training.run import read_checkpoint, train_steps
 
 
 def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_dir: Path,
                     progress: bool = True) -> tuple[np.ndarray, list[list[str]], str]:
     """(CLIP image embeddings [N, D], captions per item, skip summary) for a data source, computed once per
-    (model, data). Unreadable images and empty or unreadable caption files are skipped and counted."""
+    (CLIP weights, data, options). Unreadable images and empty or unreadable caption files are skipped and counted."""
+    from clipworks.model.factory import create_model
+
+    model, preprocess = create_model(clip_model, device="cpu")
+    key = {"weights": weights_hash(model), "data": data_identity(data), "options": options}
+    found = cached(cache_dir, "clip-embeddings", key,
+                   lambda: _embed_captioned(model, preprocess, data, options, progress))
+    return found["embeddings"], found["captions"], found["skipped"]
+
+
+def _embed_captioned(model, preprocess, data: str, options: dict[str, Any], progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     from clipworks.data import open_pairs
     from clipworks.data.skips import SkipReport
     from clipworks.data.types import Sample
     from clipworks.evaluation.features import embed_images
-    from clipworks.model.factory import create_model
 
-    key = hashlib.sha256(json.dumps([clip_model, data, options], sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir / f"clip-embeddings-{key}.npz"
-    if path.exists():
-        cached = np.load(path, allow_pickle=False)
-        return cached["embeddings"], json.loads(str(cached["captions"])), str(cached["skipped"])
     dataset = open_pairs(data, **options)
-    model, preprocess = create_model(clip_model, device="cpu")
     embeddings, captions = [], []
     report = SkipReport(total=len(dataset))
     batch: list = []
@@ -60,12 +64,8 @@ def embedding_cache(clip_model: str, data: str, options: dict[str, Any], cache_d
     flush()
     if not captions:
         raise InputFileError(f"{data}: no image with a caption to train on ({report.summary()}; {report.first()})")
-    matrix = np.concatenate(embeddings).astype(np.float32)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, embeddings=matrix, captions=json.dumps(captions), skipped=report.summary())
-    tmp.replace(path)
-    return matrix, captions, report.summary()
+    return {"embeddings": np.concatenate(embeddings).astype(np.float32), "captions": [list(c) for c in captions],
+            "skipped": report.summary()}
 
 
 def encode_captions(tokenizer, texts: list[str], max_tokens: int, vocab=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,42 +85,37 @@ def encode_captions(tokenizer, texts: list[str], max_tokens: int, vocab=None) ->
 
 def _pretrained_lm(cfg: CaptionTrainConfig, model: ClipCap, captions: list[list[str]], tokenizer, cache_dir: Path,
                    progress: bool) -> dict[str, torch.Tensor]:
-    """The LM's weights after `lm_pretrain_steps` of next-token prediction on the captions alone."""
-    from tqdm import tqdm
-
-    from clipworks.training.schedule import warmup_cosine
-
-    key = hashlib.sha256(json.dumps([cfg.clip_model, cfg.data, cfg.data_options, cfg.lm, model.config.vocab,
-                                     cfg.lm_pretrain_steps, cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir / f"lm-{key}.pt"
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """The LM's weights after `lm_pretrain_steps` of next-token prediction on the captions alone, computed once
+    per (initial LM weights, vocabulary, captions, settings)."""
     lm = model.lm
-    lm.requires_grad_(True)
-    lm.train()
-    optimizer = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.01)
-    eos = model.vocab.eos
-    for step in tqdm(range(cfg.lm_pretrain_steps), desc="LM pre-training", unit="step", disable=not progress):
-        rng = np.random.default_rng([cfg.seed, 10**6 + step])
-        idx = rng.integers(0, len(captions), cfg.batch_size)
-        tokens, mask = encode_captions(tokenizer, [captions[i][rng.integers(0, len(captions[i]))] for i in idx],
-                                       cfg.max_tokens, model.vocab)
-        inputs = torch.cat([torch.full((len(idx), 1), eos), tokens[:, :-1]], dim=1)
-        attention = torch.cat([torch.ones(len(idx), 1, dtype=mask.dtype), mask[:, :-1]], dim=1)
-        logits = lm(input_ids=inputs, attention_mask=attention).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 tokens.masked_fill(mask == 0, -100).reshape(-1), ignore_index=-100)
-        for g in optimizer.param_groups:
-            g["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.lm_pretrain_steps, cfg.lr * 0.01)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    state = {k: v.detach().clone() for k, v in lm.state_dict().items()}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return state
+    key = {"lm": weights_hash(lm), "vocab": model.config.vocab,
+           "captions": hashlib.sha256(json.dumps(captions).encode()).hexdigest(),
+           **{k: getattr(cfg, k) for k in ("lm_pretrain_steps", "seed", "lr", "warmup", "batch_size", "max_tokens")}}
+
+    def pretrain() -> dict[str, np.ndarray]:
+        lm.requires_grad_(True)
+        lm.train()
+        optimizer = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.01)
+        eos = model.vocab.eos
+
+        def step(s: int) -> torch.Tensor:
+            rng = np.random.default_rng([cfg.seed, 10**6 + s])
+            idx = rng.integers(0, len(captions), cfg.batch_size)
+            tokens, mask = encode_captions(tokenizer, [captions[i][rng.integers(0, len(captions[i]))] for i in idx],
+                                           cfg.max_tokens, model.vocab)
+            inputs = torch.cat([torch.full((len(idx), 1), eos), tokens[:, :-1]], dim=1)
+            attention = torch.cat([torch.ones(len(idx), 1, dtype=mask.dtype), mask[:, :-1]], dim=1)
+            logits = lm(input_ids=inputs, attention_mask=attention).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                     tokens.masked_fill(mask == 0, -100).reshape(-1), ignore_index=-100)
+            loss.backward()
+            return loss
+
+        train_steps(lm, optimizer, step, None, steps=cfg.lm_pretrain_steps, warmup=cfg.warmup, config={},
+                    batch_size=cfg.batch_size, desc="LM pre-training", progress=progress)
+        return {k: v.detach().numpy() for k, v in lm.state_dict().items()}
+
+    return {k: torch.from_numpy(v) for k, v in cached(cache_dir, "lm", key, pretrain).items()}
 
 
 def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: bool = True,
@@ -152,22 +147,26 @@ def train_captioner(cfg: CaptionTrainConfig, resume: bool = False, progress: boo
     pretrain_seconds = time.perf_counter() - pretrain_start  # 0 when the pre-trained LM came from the cache
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    start = resume_from(out, model, optimizer) if resume else 0
+    state = read_checkpoint(out) if resume else None
+    start = 0 if state is None else int(state["step"])
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     emb = torch.from_numpy(embeddings)
 
-    def loss_at(step: int) -> torch.Tensor:
-        rng = np.random.default_rng([cfg.seed, step])
+    def step(s: int) -> torch.Tensor:
+        rng = np.random.default_rng([cfg.seed, s])
         idx = rng.integers(0, len(captions), cfg.batch_size)
         texts = [captions[i][rng.integers(0, len(captions[i]))] for i in idx]
         tokens, mask = encode_captions(tokenizer, texts, cfg.max_tokens, model.vocab)
-        return model(emb[idx], tokens, mask)
+        loss = model(emb[idx], tokens, mask)
+        loss.backward()
+        return loss
 
     model.train()
     t0 = time.perf_counter()
     stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    loss_value = run_steps(model, optimizer, loss_at, out, cfg.steps, start, stop, cfg.warmup, cfg.checkpoint_every,
-                           "caption train", progress)
+    loss_value = train_steps(model, optimizer, step, out, steps=cfg.steps, warmup=cfg.warmup, config=asdict(cfg),
+                             batch_size=cfg.batch_size, stop=stop, resume_state=state,
+                             checkpoint_every=cfg.checkpoint_every, desc="caption train", progress=progress)
     summary = {"steps": stop, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
                "lm_pretrain_seconds": pretrain_seconds, "parameters": model.parameter_counts(), "data": skipped,
                "out": str(out)}

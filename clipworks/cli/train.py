@@ -14,7 +14,7 @@ RESUME_MAY_CHANGE = {"steps", "checkpoint_every", "log_every", "num_workers", "d
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from clipworks.training.trainer import TrainConfig as D
+    from clipworks.training.contrastive import TrainConfig as D
 
     p = sub.add_parser("train", help="train a CLIP model contrastively",
                        description="Run under `torchrun --nproc_per_node=N -m clipworks.cli.main train ...` for DDP. "
@@ -53,7 +53,7 @@ def _flag(field: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipworks.training.trainer import TrainConfig, saved_config, train
+    from clipworks.training.contrastive import TrainConfig, saved_config, train
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if f.name != "out" and getattr(args, f.name, None) is not None}

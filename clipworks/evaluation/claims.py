@@ -134,15 +134,13 @@ def efficiency_claim(steps: int, batch_size: int, eval_every: int, n_eval: int, 
                      progress: bool = True) -> dict[str, Any]:
     """Train RN-Tiny-64 contrastively and as a bag-of-words predictor on identical batches; zero-shot
     shape and colour accuracy (seen pairs) against images seen."""
-    from tqdm import tqdm
-
     from clipworks.data.world import WorldDataset
     from clipworks.model.factory import create_model, get_tokenizer
     from clipworks.model.transforms import image_transform
+    from clipworks.training.contrastive import clamp_logit_scale, param_groups
     from clipworks.training.data import BatchPlan, batches
     from clipworks.training.loss import ClipLoss
-    from clipworks.training.schedule import warmup_cosine
-    from clipworks.training.trainer import MAX_LOGIT_SCALE, param_groups
+    from clipworks.training.run import train_steps
 
     torch.manual_seed(seed)
     clip, preprocess = create_model("RN-Tiny-64", device="cpu")
@@ -152,8 +150,6 @@ def efficiency_claim(steps: int, batch_size: int, eval_every: int, n_eval: int, 
     bow = BagOfWords(twin.image_tower, clip.config.embed_dim, tokenizer.vocab_size)
     bow.visual.load_state_dict(clip.image_tower.state_dict())  # identical starting image tower
     special = (0, tokenizer.sot_token_id, tokenizer.eot_token_id)
-    optims = {"contrastive": torch.optim.AdamW(param_groups(clip, 0.1), lr=1e-3, betas=(0.9, 0.98), eps=1e-6),
-              "bag of words": torch.optim.AdamW(param_groups(bow, 0.1), lr=1e-3, betas=(0.9, 0.98), eps=1e-6)}
     loss_fn = ClipLoss()
     data = WorldDataset(max(steps * batch_size, 10000), seed=seed, grayscale=0.5)
     plan = BatchPlan(len(data), batch_size, seed)
@@ -162,55 +158,61 @@ def efficiency_claim(steps: int, batch_size: int, eval_every: int, n_eval: int, 
     evals = {t: load_classification(t, split="train", n=n_eval) for t in ("world-shape", "world-colour")}
     eval_pixels = {t: torch.stack([preprocess(im) for im in ds.images]) for t, ds in evals.items()}
 
-    def evaluate() -> dict[str, dict[str, float]]:
-        clip.eval(), bow.eval()
-        row: dict[str, dict[str, float]] = {"contrastive": {}, "bag of words": {}}
+    def evaluate(name: str) -> dict[str, float]:
+        model = clip if name == "contrastive" else bow
+        model.eval()
+        row = {}
         for t, ds in evals.items():
             labels = torch.from_numpy(ds.labels)
-            with torch.inference_mode():
-                feats = F.normalize(clip.encode_image(eval_pixels[t]), dim=-1)
-            clf = build_classifier(clip, tokenizer, ds.classnames, load_templates(ds.templates))
-            row["contrastive"][t] = classification_metrics(feats @ clf, labels)["top1"]
-            row["bag of words"][t] = classification_metrics(
-                _bow_zero_shot(bow, tokenizer, eval_pixels[t], ds.classnames), labels)["top1"]
-        clip.train(), bow.train()
+            if name == "contrastive":
+                with torch.inference_mode():
+                    feats = F.normalize(clip.encode_image(eval_pixels[t]), dim=-1)
+                clf = build_classifier(clip, tokenizer, ds.classnames, load_templates(ds.templates))
+                row[t] = classification_metrics(feats @ clf, labels)["top1"]
+            else:
+                row[t] = classification_metrics(_bow_zero_shot(bow, tokenizer, eval_pixels[t], ds.classnames), labels)["top1"]
+        model.train()
         return row
 
-    curve = [{"step": 0, "images": 0, **evaluate()}]
+    def contrastive_loss(batch) -> torch.Tensor:
+        return loss_fn(clip.encode_image(batch.images, normalize=True), clip.encode_text(batch.tokens, normalize=True),
+                       clip.logit_scale)
+
+    def bow_loss(batch) -> torch.Tensor:
+        target = bag_of_words_targets(batch.tokens, tokenizer.vocab_size, special)
+        return -(target * F.log_softmax(bow(batch.images), dim=-1)).sum(dim=1).mean()
+
+    # The two models train one after the other on the same batches (each a pure function of the step).
+    curve = {0: {"step": 0, "images": 0}}
     losses: dict[str, list[float]] = {"contrastive": [], "bag of words": []}
     times = {"contrastive": 0.0, "bag of words": 0.0}
-    bar = tqdm(total=steps, desc="claim 3: contrastive vs bag of words", unit="step", disable=not progress)
-    for step, batch in enumerate(batches(data, plan, 0, steps, transform, tokenizer), 0):
-        lr = warmup_cosine(step, 1e-3, max(steps // 10, 1), steps, 1e-5)
-        for opt in optims.values():
-            for g in opt.param_groups:
-                g["lr"] = lr
-        t0 = time.perf_counter()
-        optims["contrastive"].zero_grad(set_to_none=True)
-        loss = loss_fn(clip.encode_image(batch.images, normalize=True), clip.encode_text(batch.tokens, normalize=True),
-                       clip.logit_scale)
-        loss.backward()
-        nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
-        optims["contrastive"].step()
-        with torch.no_grad():
-            clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        losses["contrastive"].append(loss.item())
-        t1 = time.perf_counter()
-        optims["bag of words"].zero_grad(set_to_none=True)
-        target = bag_of_words_targets(batch.tokens, tokenizer.vocab_size, special)
-        loss = -(target * F.log_softmax(bow(batch.images), dim=-1)).sum(dim=1).mean()
-        loss.backward()
-        nn.utils.clip_grad_norm_(bow.parameters(), 1.0)
-        optims["bag of words"].step()
-        losses["bag of words"].append(loss.item())
-        times["contrastive"] += t1 - t0
-        times["bag of words"] += time.perf_counter() - t1
-        bar.update(1)
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            curve.append({"step": step + 1, "images": (step + 1) * batch_size, **evaluate()})
-    bar.close()
-    return {"steps": steps, "batch_size": batch_size, "curve": curve, "train_seconds": times,
-            "final_loss": {k: float(np.mean(v[-10:])) for k, v in losses.items()}}
+    for name, model, loss_of in (("contrastive", clip, contrastive_loss), ("bag of words", bow, bow_loss)):
+        curve[0][name] = evaluate(name)
+        stream = batches(data, plan, 0, steps, transform, tokenizer)
+        started = 0.0
+
+        def step(_: int) -> torch.Tensor:
+            nonlocal started
+            batch = next(stream)
+            started = time.perf_counter()  # the step's compute, not its data loading or the evaluations
+            loss = loss_of(batch)
+            loss.backward()
+            losses[name].append(loss.item())
+            return loss
+
+        def after_step(done: int) -> None:
+            if name == "contrastive":
+                clamp_logit_scale(clip)
+            times[name] += time.perf_counter() - started
+            if done % eval_every == 0 or done == steps:
+                curve.setdefault(done, {"step": done, "images": done * batch_size})[name] = evaluate(name)
+
+        optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.98), eps=1e-6)
+        train_steps(model, optimizer, step, None, steps=steps, warmup=max(steps // 10, 1), config={},
+                    batch_size=batch_size, clip_params=model.parameters(), after_step=after_step,
+                    desc=f"claim 3: {name}", progress=progress)
+    return {"steps": steps, "batch_size": batch_size, "curve": [curve[k] for k in sorted(curve)],
+            "train_seconds": times, "final_loss": {k: float(np.mean(v[-10:])) for k, v in losses.items()}}
 
 
 # ---------------------------------------------------------------- claim 4: failures

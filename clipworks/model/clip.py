@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from clipworks.model.vision_transformer import VisionTransformer
 CONFIG_FILE = "clipworks_config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
+MAX_LOGIT_SCALE = math.log(100.0)  # the log-temperature's ceiling: logits at most 100 x cosine, as in CLIP
 
 
 class CLIP(nn.Module):

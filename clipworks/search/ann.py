@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from clipworks.errors import InputFileError
+from clipworks.io import atomic_write
 
 EXACT_MAX = 50_000  # at or below this many vectors, exact search is fast enough and never misses
 HNSW_M = 32
@@ -129,14 +130,10 @@ class VectorIndex:
     def save(self, path_prefix: str | os.PathLike) -> None:
         """Write <prefix>.faiss, <prefix>.ids.npy and <prefix>.json, each atomically (json last)."""
         prefix = str(path_prefix)
-        _atomic(prefix + ".faiss", lambda tmp: faiss.write_index(self._index, tmp))
-
-        def write_ids(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.save(f, self._ids)
-        _atomic(prefix + ".ids.npy", write_ids)
+        atomic_write(prefix + ".faiss", lambda tmp: faiss.write_index(self._index, str(tmp)))
+        atomic_write(prefix + ".ids.npy", lambda tmp: np.save(tmp, self._ids))
         meta = {"kind": self._kind, "dim": self.dim, "count": len(self)}
-        _atomic(prefix + ".json", lambda tmp: Path(tmp).write_text(json.dumps(meta) + "\n"))
+        atomic_write(prefix + ".json", lambda tmp: tmp.write_text(json.dumps(meta) + "\n"))
 
     @classmethod
     def load(cls, path_prefix: str | os.PathLike) -> VectorIndex:
@@ -162,14 +159,3 @@ class VectorIndex:
             raise InputFileError(f"{index_path}: index does not match {meta_path} (kind {kind}, "
                                  f"dim {index.d} vs {dim}, count {index.ntotal}, ids {ids.shape} vs {count})")
         return cls(index, ids, kind)
-
-
-def _atomic(path: str, write) -> None:
-    """Call write(tmp) on a temporary path beside path, then rename it into place."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -13,6 +13,7 @@ import numpy as np
 
 from clipworks.errors import InputFileError
 from clipworks.evaluation.features import embed_images, embed_texts
+from clipworks.io import atomic_write
 from clipworks.search.ann import VectorIndex
 from clipworks.search.store import Item, Store, read_item_bytes
 
@@ -91,9 +92,7 @@ class SearchEngine:
                 index = VectorIndex.build(vectors, ids)
                 if os.access(self.store.directory, os.W_OK):  # else a read-only store: the index stays in memory
                     index.save(prefix)
-                    tmp = stamp.with_suffix(".tmp")
-                    tmp.write_text(str(version))
-                    tmp.replace(stamp)
+                    atomic_write(stamp, lambda tmp: tmp.write_text(str(version)))
             self._vectors = dict(zip(ids.tolist(), vectors))
             self._index, self._index_version = index, version
             return index

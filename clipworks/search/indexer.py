@@ -75,18 +75,12 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[Entry]:
     def content(member: tarfile.TarInfo) -> Callable[[], tuple[str, bytes]]:
         return lambda: _hashed(archive.extractfile(member).read())
 
-<<<<<<< HEAD
     def metadata(group: dict[str, tarfile.TarInfo]) -> Callable[[], dict[str, Any]]:
-=======
-    def text(member: tarfile.TarInfo | None) -> Callable[[], str | None]:
-        return (lambda: "\n".join(member_captions(archive.extractfile(member).read(), member.name)) or None) if member else (lambda: None)
-
-    def fields(member: tarfile.TarInfo | None) -> Callable[[], dict[str, Any]]:
->>>>>>> i15-tests
         def load() -> dict[str, Any]:
             caption, extra = None, {}
             if "txt" in group:
-                caption = archive.extractfile(group["txt"]).read().decode("utf-8", "replace").strip() or None
+                member = group["txt"]
+                caption = "\n".join(member_captions(archive.extractfile(member).read(), member.name)) or None
             if "json" in group:
                 with contextlib.suppress(ValueError):
                     extra = json.loads(archive.extractfile(group["json"]).read())

@@ -46,7 +46,8 @@ def export(run_dir: Path, destination: Path) -> Path:
 def train_stages(run: Path) -> Path:
     """Run the stages in `run`/stage1, `run`/stage2: a finished stage (its model/ written) is kept, an
     interrupted one continues exactly from its checkpoint. Returns the last stage's run directory."""
-    from clipworks.training.trainer import CHECKPOINT_FILE, TrainConfig, train
+    from clipworks.training.contrastive import TrainConfig, train
+    from clipworks.training.run import CHECKPOINT_FILE
 
     start = None
     for k, stage in enumerate(STAGES, 1):

@@ -4,13 +4,13 @@ Unreadable videos are skipped and counted."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from clipworks.cache import cached, weights_hash
 from clipworks.errors import InputFileError
 from clipworks.video.decode import VIDEO_EXTENSIONS, frame_files, read_video
 
@@ -46,31 +46,17 @@ def trunk_features(model, frames: np.ndarray, batch_clips: int = 32) -> torch.Te
     return torch.cat(out)
 
 
-def _cached(path: Path | None, build) -> VideoTensors:
-    if path is not None and path.exists():
-        return VideoTensors(**torch.load(path, weights_only=False))
-    data = build()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(data.__dict__, tmp)
-        tmp.replace(path)
-    return data
-
-
 def world_tensors(model, size: int, seed: int = 0, split: str = "train", cache_dir: Path | None = None,
                   progress: bool = True, chunk: int = 64, group: int = 4) -> VideoTensors:
     """`size` clips of the generated video world (see `clipworks.video.world`) through the model's trunk;
-    cached in `cache_dir` by model, sampling and world parameters."""
+    cached in `cache_dir` by the image tower's weights, the preprocessing, sampling and world parameters."""
     from tqdm import tqdm
 
     from clipworks.video.world import VideoWorld
 
     t = model.config.num_frames
-    key = hashlib.sha1(f"{model.config.clip_model}|{size}|{seed}|{split}|{t}|{group}".encode()).hexdigest()[:16]
-    path = None if cache_dir is None else Path(cache_dir) / f"world-{split}-{size}-{seed}-{t}-g{group}-{key}.pt"
 
-    def build() -> VideoTensors:
+    def build() -> dict:
         world = VideoWorld(size, seed, split, t, model.clip.config.vision.image_size, group=group)
         trunks, captions, labels, keys, groups = [], [], [], [], []
         for start in tqdm(range(0, size, chunk), desc=f"video world {split}", unit="chunk", disable=not progress):
@@ -80,10 +66,15 @@ def world_tensors(model, size: int, seed: int = 0, split: str = "train", cache_d
             labels += [s.label for s in samples]
             keys += [s.key for s in samples]
             groups += [s.group for s in samples]
-        trunk = torch.cat(trunks)
-        return VideoTensors(trunk, torch.ones(trunk.shape[:2], dtype=torch.bool), captions, labels, keys, [], groups)
+        trunk = torch.cat(trunks).numpy()
+        return {"trunk": trunk, "mask": np.ones(trunk.shape[:2], dtype=bool), "captions": captions, "labels": labels,
+                "keys": keys, "groups": groups}
 
-    return _cached(path, build)
+    key = {"weights": weights_hash(model.clip.image_tower), "preprocess": asdict(model.clip.config.preprocess),
+           "size": size, "seed": seed, "split": split, "num_frames": t, "group": group}
+    z = cached(cache_dir, "video-world", key, build)
+    return VideoTensors(torch.from_numpy(z["trunk"]), torch.from_numpy(z["mask"]), z["captions"], z["labels"],
+                        z["keys"], [], z["groups"])
 
 
 def list_videos(root: str | Path) -> list[Path]:

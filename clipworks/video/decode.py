@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clipworks.cache import cached
 from clipworks.errors import InputFileError
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".gif")
@@ -154,26 +154,15 @@ def read_video(path: str | os.PathLike, num_frames: int | None = 8, fps: float |
     p = Path(path).expanduser()
     if not p.exists():
         raise InputFileError(f"{p}: no such file or folder")
-    cache_file = None
-    if cache_dir is not None:
-        stat = p.stat()
-        key = f"{p.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{num_frames}|{fps}|{size}|{folder_fps}"
-        cache_file = Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
-        if cache_file.exists():
-            try:
-                with np.load(cache_file) as z:
-                    fps_cached = float(z["fps"]) if z["fps"] >= 0 else None
-                    return Video(z["frames"], z["mask"], str(p), int(z["source_frames"]), fps_cached)
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged cache entry is decoded again
-    video = _read_folder(p, num_frames, fps, folder_fps, size) if p.is_dir() else _read_file(p, num_frames, fps, size)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez(tmp, frames=video.frames, mask=video.mask, source_frames=video.source_frames,
-                 fps=-1.0 if video.fps is None else video.fps)
-        tmp.replace(cache_file)
-    return video
+    def decode() -> dict:
+        video = _read_folder(p, num_frames, fps, folder_fps, size) if p.is_dir() else _read_file(p, num_frames, fps, size)
+        return {"frames": video.frames, "mask": video.mask, "source_frames": video.source_frames, "fps": video.fps}
+
+    stat = p.stat()
+    key = {"path": str(p.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "num_frames": num_frames,
+           "fps": fps, "size": size, "folder_fps": folder_fps}
+    z = cached(cache_dir, "frames", key, decode)
+    return Video(z["frames"], z["mask"], str(p), int(z["source_frames"]), z["fps"])
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -> Path:

@@ -19,13 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError
-from clipworks.model.clip import CLIP
+from clipworks.model.clip import CLIP, MAX_LOGIT_SCALE
 from clipworks.model.vision_transformer import VisionTransformer
 
 METHODS = ("meanP", "seqTransf", "tightTransf")
 VISUAL_TRAINING = ("head", "none")
 CONFIG_FILE = "video_config.json"
-MAX_LOGIT_SCALE = 4.6052  # ln 100, as CLIP4Clip clamps it
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from clipworks.errors import ConfigError, InputFileError
-from clipworks.training.loop import resume_from, run_steps
+from clipworks.training.run import read_checkpoint, train_steps
 from clipworks.video.config import TRAIN_METHODS, VideoTrainConfig
 
 
@@ -33,7 +33,7 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
                 stop_after: int | None = None) -> dict[str, Any]:
     """Train (or continue) a video model into `cfg.out`: checkpoint.pt, model/, metrics.jsonl, summary.json."""
     from clipworks.model.factory import create_model, get_tokenizer
-    from clipworks.training.trainer import param_groups
+    from clipworks.training.contrastive import param_groups
     from clipworks.video.data import folder_tensors, world_tensors
     from clipworks.video.losses import kl_multi_positive, symmetric_cross_entropy
     from clipworks.video.model import VideoCLIP, VideoConfig
@@ -72,11 +72,12 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
     own = ((n, p) for n, p in model.named_parameters() if not n.startswith("clip."))
     new_groups = [dict(g, lr=cfg.lr_new) for g in param_groups(own, cfg.weight_decay)]
     optimizer = torch.optim.AdamW([g for g in clip_groups + new_groups if g["params"]], betas=(0.9, 0.98), eps=1e-6)
-    start = resume_from(out, model, optimizer) if resume else 0
+    state = read_checkpoint(out) if resume else None
+    start = 0 if state is None else int(state["step"])
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
-    def loss_at(step: int) -> torch.Tensor:
-        rng = np.random.default_rng([cfg.seed, step])
+    def step(s: int) -> torch.Tensor:
+        rng = np.random.default_rng([cfg.seed, s])
         idx = batch_indices(rng, groups, cfg.batch_size)
         frames = model.frame_features(data.trunk[idx].float())
         if actionclip:
@@ -85,14 +86,18 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
             texts = [data.captions[i][rng.integers(len(data.captions[i]))] for i in idx]
         logits = model.logits(model.encode_text(tokenizer(texts)), frames, data.mask[idx])  # [texts, videos]
         if loss_name == "kl":
-            return kl_multi_positive(logits.t(), [data.labels[i] for i in idx])
-        return symmetric_cross_entropy(logits)
+            loss = kl_multi_positive(logits.t(), [data.labels[i] for i in idx])
+        else:
+            loss = symmetric_cross_entropy(logits)
+        loss.backward()
+        return loss
 
     stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     model.train()
     t0 = time.perf_counter()
-    loss = run_steps(model, optimizer, loss_at, out, cfg.steps, start, stop, cfg.warmup, cfg.checkpoint_every,
-                     desc=f"video {cfg.method}", progress=progress)
+    loss = train_steps(model, optimizer, step, out, steps=cfg.steps, warmup=cfg.warmup, config=asdict(cfg),
+                       batch_size=cfg.batch_size, stop=stop, resume_state=state, checkpoint_every=cfg.checkpoint_every,
+                       desc=f"video {cfg.method}", progress=progress)
     seconds = time.perf_counter() - t0
     model.eval()
     model.save_pretrained(out / "model")

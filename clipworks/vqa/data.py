@@ -4,7 +4,6 @@ token ids and answer indices; and the grid features of a frozen encoder, compute
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clipworks.cache import cached, weights_hash
 from clipworks.vqa.questions import ANSWERS, VQADataset
 
 
@@ -23,36 +23,26 @@ class VQATensors:
     types: list[str]
 
 
-def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def render_items(size: int, seed: int, split: str, image_size: int, cache_dir: Path | None = None,
                  progress: bool = True) -> VQATensors:
     """The first `size` items of VQADataset(seed, split) rendered at `image_size`, cached in `cache_dir`."""
     from tqdm import tqdm
 
-    path = cache_dir / f"vqa-{_key(size, seed, split, image_size)}.npz" if cache_dir is not None else None
-    if path is not None and path.exists():
-        z = np.load(path, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
-        return VQATensors(z["images"], meta["questions"], meta["answers"], meta["types"])
-    data = VQADataset(size, seed=seed, split=split, image_size=image_size)
-    images = np.empty((size, image_size, image_size, 3), dtype=np.uint8)
-    questions, answers, types = [], [], []
-    for i in tqdm(range(size), desc=f"VQA {split} items", unit="item", disable=not progress):
-        item = data[i]
-        images[i] = np.asarray(item.image.convert("RGB"))
-        questions.append(item.question.text)
-        answers.append(item.question.answer)
-        types.append(item.question.type)
-    out = VQATensors(images, questions, answers, types)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, meta=json.dumps({"questions": questions, "answers": answers, "types": types}))
-        tmp.replace(path)
-    return out
+    def render() -> dict:
+        data = VQADataset(size, seed=seed, split=split, image_size=image_size)
+        images = np.empty((size, image_size, image_size, 3), dtype=np.uint8)
+        questions, answers, types = [], [], []
+        for i in tqdm(range(size), desc=f"VQA {split} items", unit="item", disable=not progress):
+            item = data[i]
+            images[i] = np.asarray(item.image.convert("RGB"))
+            questions.append(item.question.text)
+            answers.append(item.question.answer)
+            types.append(item.question.type)
+        return {"images": images, "questions": questions, "answers": answers, "types": types}
+
+    key = {"size": size, "seed": seed, "split": split, "image_size": image_size}
+    z = cached(cache_dir, "vqa-items", key, render)
+    return VQATensors(z["images"], z["questions"], z["answers"], z["types"])
 
 
 def to_input(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -69,22 +59,21 @@ def answer_index(answers: list[str], vocabulary: Sequence[str] = ANSWERS) -> tor
 
 
 @torch.no_grad()
-def grid_cache(model, tensors: VQATensors, cache_path: Path | None, batch_size: int = 256,
+def grid_cache(model, tensors: VQATensors, cache_dir: Path | None, batch_size: int = 256,
                progress: bool = True) -> torch.Tensor:
-    """Grid features [N, cells, C] (float16) of a frozen encoder for every item, computed once."""
+    """Grid features [N, cells, C] (float16) of a frozen encoder for every item, computed once per (encoder
+    weights, images, normalisation)."""
     from tqdm import tqdm
 
-    if cache_path is not None and cache_path.exists():
-        return torch.from_numpy(np.load(cache_path))
-    parts = []
     mean, std = model.normalisation()
-    model.eval()
-    for start in tqdm(range(0, len(tensors.images), batch_size), desc="grid features", unit="batch", disable=not progress):
-        parts.append(model.grid(to_input(tensors.images[start:start + batch_size], mean, std)).half())
-    grid = torch.cat(parts)
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp.npy")
-        np.save(tmp, grid.numpy())
-        tmp.replace(cache_path)
-    return grid
+
+    def extract() -> dict[str, np.ndarray]:
+        model.eval()
+        parts = [model.grid(to_input(tensors.images[start:start + batch_size], mean, std)).half()
+                 for start in tqdm(range(0, len(tensors.images), batch_size), desc="grid features", unit="batch",
+                                   disable=not progress)]
+        return {"grid": torch.cat(parts).numpy()}
+
+    key = {"weights": weights_hash(model.image_tower), "mean": mean, "std": std,
+           "images": hashlib.sha256(np.ascontiguousarray(tensors.images).data).hexdigest()}
+    return torch.from_numpy(cached(cache_dir, "vqa-grid", key, extract)["grid"])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipworks.training.loop import resume_from, run_steps
+from clipworks.training.run import read_checkpoint, train_steps
 from clipworks.vqa.config import VQATrainConfig
 
 
@@ -39,28 +39,32 @@ def train_vqa(cfg: VQATrainConfig, resume: bool = False, progress: bool = True,
     targets = answer_index(data.answers, config.answers)
     grid = None
     if cfg.freeze_encoder:
-        grid = grid_cache(model, data, cache / f"grid-{cfg.clip_model.replace('/', '_')}-{cfg.image_size}-"
-                          f"{cfg.train_size}-{cfg.seed}.npy", progress=progress)
+        grid = grid_cache(model, data, cache, progress=progress)
     head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("image_tower.")]
     groups = [{"params": head, "lr": cfg.lr}]
     if not cfg.freeze_encoder:
         encoder_lr = cfg.encoder_lr if cfg.encoder_lr is not None else (cfg.lr if cfg.encoder == "scratch" else cfg.lr / 10)
         groups.append({"params": list(model.image_tower.parameters()), "lr": encoder_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    start = resume_from(out, model, optimizer) if resume else 0
+    state = read_checkpoint(out) if resume else None
+    start = 0 if state is None else int(state["step"])
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
-    def loss_at(step: int) -> torch.Tensor:
-        idx = np.sort(np.random.default_rng([cfg.seed, step]).integers(0, len(targets), cfg.batch_size))
+    def step(s: int) -> torch.Tensor:
+        idx = np.sort(np.random.default_rng([cfg.seed, s]).integers(0, len(targets), cfg.batch_size))
         features = grid[idx].float() if grid is not None else model.grid(to_input(data.images[idx], mean, std))
         logits = model.forward_grid(features, tokens[idx])
-        return soft_cross_entropy(logits, F.one_hot(targets[idx], len(config.answers)).float())
+        loss = soft_cross_entropy(logits, F.one_hot(targets[idx], len(config.answers)).float())
+        loss.backward()
+        return loss
 
     model.train()
     t0 = time.perf_counter()
     stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    loss_value = run_steps(model, optimizer, loss_at, out, cfg.steps, start, stop, cfg.warmup, cfg.checkpoint_every,
-                           f"vqa train ({cfg.encoder}{', frozen' if cfg.freeze_encoder else ''})", progress)
+    loss_value = train_steps(model, optimizer, step, out, steps=cfg.steps, warmup=cfg.warmup, config=asdict(cfg),
+                             batch_size=cfg.batch_size, stop=stop, resume_state=state,
+                             checkpoint_every=cfg.checkpoint_every,
+                             desc=f"vqa train ({cfg.encoder}{', frozen' if cfg.freeze_encoder else ''})", progress=progress)
     summary = {"steps": stop, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
                "parameters": model.parameter_counts(), "out": str(out)}
     if stop == cfg.steps:

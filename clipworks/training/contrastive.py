@@ -1,35 +1,29 @@
-"""The contrastive trainer behind `clipworks train`: AdamW, warmup+cosine, clipping, accumulation that keeps
-the contrastive batch whole, exact resume, DDP across `torchrun` ranks, metrics, plots and checkpoints."""
+"""CLIP's contrastive training, behind `clipworks train`: AdamW, accumulation that keeps the contrastive batch
+whole, DDP across `torchrun` ranks and skipped-sample accounting; the steps, schedule, clipping, metrics and
+checkpoints are the shared run loop's (`clipworks.training.run`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError, InputFileError
-from clipworks.model.clip import CLIP
+from clipworks.model.clip import CLIP, MAX_LOGIT_SCALE
 from clipworks.model.factory import create_model, default_device, get_tokenizer
 from clipworks.model.transforms import image_transform
 from clipworks.training.data import BatchPlan, batches, split_micro
-from clipworks.training.distributed import WorldInfo, init_distributed
-from clipworks.training.loop import truncate_metrics
+from clipworks.training.distributed import init_distributed
 from clipworks.training.loss import ClipLoss
-from clipworks.training.schedule import warmup_cosine
+from clipworks.training.run import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint, read_metrics, train_steps
 
-MAX_LOGIT_SCALE = math.log(100.0)
-CHECKPOINT_FILE = "checkpoint.pt"
-RUN_FILES = (CHECKPOINT_FILE, "metrics.jsonl", "model")  # what makes a folder a run that a new run would clobber
+RUN_FILES = (CHECKPOINT_FILE, METRICS_FILE, "model")  # what makes a folder a run that a new run would clobber
 
 
 @dataclass
@@ -88,6 +82,12 @@ def param_groups(model: nn.Module | Iterable[tuple[str, nn.Parameter]], weight_d
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def clamp_logit_scale(clip: CLIP) -> None:
+    """Keep the learned log-temperature in [0, MAX_LOGIT_SCALE] after an optimizer step."""
+    with torch.no_grad():
+        clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+
+
 def contrastive_step(wrapped: nn.Module, features: FeatureModel, loss_fn: ClipLoss,
                      micro: list[tuple[torch.Tensor, ...]], autocast) -> torch.Tensor:
     """Forward and backward one contrastive batch split into micro-batches; returns the batch loss.
@@ -126,30 +126,10 @@ def contrastive_step(wrapped: nn.Module, features: FeatureModel, loss_fn: ClipLo
     return loss.detach()
 
 
-def _save_checkpoint(path: Path, model: CLIP, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig,
-                     bad: dict[str, str], draws: int) -> None:
-    """Write atomically: a run killed mid-save keeps its previous checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "config": json.dumps(asdict(cfg)), "skipped_samples": list(bad.items()), "skipped_draws": draws}, tmp)
-    os.replace(tmp, path)
-
-
 def saved_config(out: str | Path) -> TrainConfig:
     """The configuration a run in `out` was started with, as its checkpoint records it."""
-    ckpt_path = Path(out) / CHECKPOINT_FILE
-    if not ckpt_path.is_file():
-        raise CheckpointError(f"{ckpt_path}: nothing to resume from")
-    saved = json.loads(torch.load(ckpt_path, map_location="cpu", weights_only=True)["config"])
+    saved = json.loads(read_checkpoint(out)["config"])
     return TrainConfig(**{**saved, "betas": tuple(saved["betas"])})
-
-
-def _global_mean(value: torch.Tensor, world: WorldInfo) -> float:
-    if world.distributed:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world.world_size
-    return float(value)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
@@ -179,9 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
                               "(or delete the folder)")
     state = None
     if resume:
-        if not ckpt_path.is_file():
-            raise CheckpointError(f"{ckpt_path}: nothing to resume from")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(out)
         saved = json.loads(state["config"])
         for key in ("model", "data", "batch_size", "seed", "accum_steps"):
             if saved[key] != getattr(cfg, key):
@@ -190,19 +168,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             raise CheckpointError(f"{ckpt_path}: is at step {state['step']}, past the run's steps={cfg.steps}")
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            truncate_metrics(out / "metrics.jsonl", int(state["step"]))  # rows logged after the checkpoint come again
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     torch.manual_seed(cfg.seed)
     clip, _ = create_model(cfg.model, pretrained=cfg.pretrained, device=device)
     clip.train()
     optimizer = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    start = 0
-    if state is not None:
-        clip.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+    start = 0 if state is None else int(state["step"])
 
     features = FeatureModel(clip)
     wrapped: nn.Module = features
@@ -227,45 +199,30 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         bad[key] = reason
         report.add(Skipped(key, reason))
 
-    metrics_path = out / "metrics.jsonl"
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and world.is_main))
-    t_last, samples_since = time.perf_counter(), 0
-    loss_value = float("nan")
     stop = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    for step, batch in enumerate(batches(dataset, plan, start, stop, transform, tokenizer, cfg.num_workers), start):
-        lr = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    stream = batches(dataset, plan, start, stop, transform, tokenizer, cfg.num_workers)
+
+    def step(_: int) -> torch.Tensor:
+        nonlocal draws
+        batch = next(stream)
         draws += len(batch.skipped)
         for s in batch.skipped:
             if s.key not in bad:
                 bad[s.key] = s.reason
                 report.add(s)
         micro = [tuple(x.to(device, non_blocking=True) for x in part) for part in split_micro(batch, cfg.accum_steps)]
-        optimizer.zero_grad(set_to_none=True)
-        loss = contrastive_step(wrapped, features, loss_fn, micro, autocast)
-        grad_norm = torch.nn.utils.clip_grad_norm_(clip.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
-        optimizer.step()
-        with torch.no_grad():
-            clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        samples_since += cfg.batch_size
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            loss_value = _global_mean(loss, world)
-            now = time.perf_counter()
-            rate = samples_since / max(now - t_last, 1e-9)
-            t_last, samples_since = now, 0
-            if world.is_main:
-                record = {"step": done, "loss": round(loss_value, 5), "lr": lr, "logit_scale": round(clip.logit_scale.exp().item(), 3),
-                          "grad_norm": round(float(grad_norm), 4), "samples_per_s": round(rate, 1),
-                          "skipped": len(bad), "skipped_draws": draws}
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
-        bar.update(1)
-        if world.is_main and (done % cfg.checkpoint_every == 0 or done in (cfg.steps, stop)):
-            _save_checkpoint(ckpt_path, clip, optimizer, done, cfg, bad, draws)
-    bar.close()
+        return contrastive_step(wrapped, features, loss_fn, micro, autocast)
+
+    loss_value = train_steps(
+        clip, optimizer, step, out, steps=cfg.steps, warmup=cfg.warmup, config=asdict(cfg), batch_size=cfg.batch_size,
+        stop=stop, resume_state=state, min_lr_ratio=cfg.min_lr / cfg.lr if cfg.lr else 0.0, grad_clip=cfg.grad_clip,
+        log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        clip_params=clip.parameters(),  # module order, as CLIP runs always clipped: the norm's float sum depends on it
+        after_step=lambda done: clamp_logit_scale(clip),
+        metrics=lambda: {"logit_scale": round(clip.logit_scale.exp().item(), 3), "skipped": len(bad),
+                         "skipped_draws": draws},
+        checkpoint_extra=lambda: {"skipped_samples": list(bad.items()), "skipped_draws": draws},
+        world=world, progress=progress)
 
     skip_summary = report.summary()
     if draws > len(bad):
@@ -275,25 +232,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     if world.is_main and stop == cfg.steps:
         clip.eval()
         clip.save_pretrained(out / "model")
-        plot_loss(metrics_path, out / "loss.png")
+        plot_loss(out / METRICS_FILE, out / "loss.png")
         if report.count:
             print(summary["skip_summary"])
     if world.distributed:
-        dist.barrier()
+        torch.distributed.barrier()
     return summary
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records of metrics.jsonl; a record cut off by a kill is ignored, and a resumed run's repeats keep the last."""
-    records: dict[int, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            records[int(rec["step"])] = rec
-    return [records[k] for k in sorted(records)]
 
 
 def plot_loss(metrics_path: Path, out_png: Path) -> None:
