@@ -326,7 +326,7 @@ def test_slow_upload_does_not_hold_the_server(site):
     base = site["base"]
     parts = urllib.parse.urlsplit(base)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as slow:
-        slow.sendall(f"POST /api/search/image HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500000\r\n"
+        slow.sendall("POST /api/search/image HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500000\r\n"
                      "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
                      'Content-Disposition: form-data; name="file"; filename="slow.png"\r\n\r\n'.encode())
         for _ in range(10):  # a trickle: 1 KB every 50 ms

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
