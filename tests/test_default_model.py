@@ -40,15 +40,19 @@ def test_all_shipped_weights_fit_40_mb():
     assert total <= 40 * 1024 * 1024, f"{total / 2**20:.1f} MB in {[str(f) for f in files]}"
 
 
-def test_default_model_generalises_to_unseen_colour_shape_pairs():
-    """A regression guard on the shipped weights, on held-out scenes (smaller than the README's 1,000)."""
+def test_default_model_generalises_to_unseen_pairs_and_styles():
+    """A regression guard on the shipped weights (200 scenes each, fewer than the README's 1,000)."""
     model, preprocess = clipworks.create_model("default", device="cpu")
     tokenizer = clipworks.get_tokenizer(model)
-    zs = zero_shot_world(model, preprocess, tokenizer, n=200, seed=11)
-    # Measured on 1,000 scenes: colour 100%, shape 46.9% (top-3 98.9%), text->image R@5 63.2% (README).
-    assert zs["colour"]["top1"] >= 0.95 and zs["shape"]["top1"] >= 0.3 and zs["shape"]["top3"] >= 0.9, zs
-    metrics, *_ = retrieval_world(model, preprocess, tokenizer, n=200, seed=12)
-    assert metrics["text_to_image_R@5"] >= 0.6, metrics
+    # Measured on 1,000 scenes (README): held-out pairs shape 46.5% (top-3 88.0%), colour 92.6%.
+    pairs = zero_shot_world(model, preprocess, tokenizer, n=200, seed=11, styles="train")
+    assert pairs["colour"]["top1"] >= 0.85 and pairs["shape"]["top1"] >= 0.3 and pairs["shape"]["top3"] >= 0.75, pairs
+    # The sketch style never appears in training: shape 83.5%, colour 95.4% on 1,000.
+    sketch = zero_shot_world(model, preprocess, tokenizer, n=200, seed=13, split="train", styles=("sketch",))
+    assert sketch["shape"]["top1"] >= 0.7 and sketch["colour"]["top1"] >= 0.85, sketch
+    # Text->image R@5 54.6% on 1,000 held-out-pair scenes; with 200 candidates the task is easier.
+    metrics, *_ = retrieval_world(model, preprocess, tokenizer, n=200, seed=12, styles="train")
+    assert metrics["text_to_image_R@5"] >= 0.5, metrics
 
 
 def test_demo_runs_on_the_default_model(tmp_path, capsys):
