@@ -17,7 +17,6 @@ import torch
 import clipworks
 from clipworks.data.world import BIGGER_RATIO, HELDOUT_PAIRS, RELATION_MARGIN
 from clipworks.model.layers import resize_position_embedding
-from clipworks.vqa.grid import grid_features, grid_shape
 from clipworks.vqa.questions import ANSWERS, TYPES, VQADataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,8 +101,8 @@ def test_grid_feature_shapes_and_position_interpolation():
     resnet, _ = clipworks.create_model("RN-Tiny-64", device="cpu")
     for size, side in ((64, 2), (128, 4)):
         x = torch.randn(2, 3, size, size)
-        assert grid_shape(resnet.image_tower, size) == (side, side, 512)
-        assert grid_features(resnet.image_tower, x).shape == (2, side * side, 512)
+        assert resnet.image_tower.grid_shape(size) == (side, side, 512)
+        assert resnet.image_tower.forward_grid(x).shape == (2, side * side, 512)
         assert resnet.encode_image(x).shape == (2, 128)  # attention pooling interpolates its embedding
     pool = resnet.image_tower.attnpool
     assert resize_position_embedding(pool.positional_embedding, (2, 2)) is pool.positional_embedding  # unchanged
@@ -112,13 +111,13 @@ def test_grid_feature_shapes_and_position_interpolation():
     manual = copy.deepcopy(pool)
     manual.positional_embedding = torch.nn.Parameter(resize_position_embedding(pool.positional_embedding, (4, 4)))
     with torch.no_grad():
-        torch.testing.assert_close(resnet.encode_image(x), manual(resnet.image_tower.feature_map(x)))
+        torch.testing.assert_close(resnet.encode_image(x), manual(resnet.image_tower.forward_trunk(x)))
 
     # ViT: patch tokens; the interpolated embedding equals open_clip's resize_pos_embed
     vit, _ = clipworks.create_model("ViT-Tiny-8-64", device="cpu")
     width = vit.image_tower.ln_post.normalized_shape[0]
-    assert grid_shape(vit.image_tower, 96) == (12, 12, width)
-    assert grid_features(vit.image_tower, torch.randn(1, 3, 96, 96)).shape == (1, 144, width)
+    assert vit.image_tower.grid_shape(96) == (12, 12, width)
+    assert vit.image_tower.forward_grid(torch.randn(1, 3, 96, 96)).shape == (1, 144, width)
     reference = open_clip.create_model("ViT-B-32", pretrained=None, force_image_size=320)  # a 10 x 10 grid
     original = torch.randn(50, 768, generator=torch.Generator().manual_seed(0))  # 1 + 7 x 7, as at 224 px
     state = {"visual.positional_embedding": original.clone()}

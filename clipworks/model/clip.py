@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipworks.model.config import ModelConfig
+from clipworks.model.image_tower import ImageTower
 from clipworks.model.modified_resnet import ModifiedResNet
 from clipworks.model.text_transformer import TextTransformer
 from clipworks.model.vision_transformer import VisionTransformer
@@ -27,7 +28,7 @@ class CLIP(nn.Module):
         super().__init__()
         self.config = config
         if config.vision.kind == "vit":
-            self.image_tower: nn.Module = VisionTransformer(config.vision, config.embed_dim, config.quick_gelu)
+            self.image_tower: ImageTower = VisionTransformer(config.vision, config.embed_dim, config.quick_gelu)
         else:
             self.image_tower = ModifiedResNet(config.vision, config.embed_dim)
         self.text_tower = TextTransformer(config.text, config.embed_dim, config.quick_gelu)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clipworks.model.config import VisionConfig
+from clipworks.model.image_tower import ImageTower
 from clipworks.model.layers import resize_position_embedding
 
 
@@ -69,7 +71,11 @@ class AttentionPool2d(nn.Module):
         return self.c_proj(y.transpose(1, 2).reshape(b, c))
 
 
-class ModifiedResNet(nn.Module):
+class ModifiedResNet(ImageTower):
+    """Blocks: the four stages. Default split: before attention pooling. Grid: the last stage's feature map."""
+
+    default_split = 4
+
     def __init__(self, cfg: VisionConfig, embed_dim: int) -> None:
         super().__init__()
         width = cfg.width
@@ -105,16 +111,35 @@ class ModifiedResNet(nn.Module):
             for block in layer:
                 nn.init.zeros_(block.bn3.weight)
 
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
+    def _stem(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.conv1.weight.dtype)
         x = F.relu_(self.bn1(self.conv1(x)))
         x = F.relu_(self.bn2(self.conv2(x)))
         x = F.relu_(self.bn3(self.conv3(x)))
         return self.avgpool(x)
 
-    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        """The last stage's spatial features [B, width*32, H/32, W/32], before attention pooling."""
-        x = self.stem(images.to(self.conv1.weight.dtype))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    def _blocks(self) -> Sequence[nn.Module]:
+        return self.layer1, self.layer2, self.layer3, self.layer4
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attnpool(x)
+
+    def _pool_parameters(self) -> list[nn.Parameter]:
+        return list(self.attnpool.parameters())
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)  # a ResNet's grid needs no position embedding
+
+    def grid_shape(self, image_size: int) -> tuple[int, int, int]:
+        side = image_size // 32
+        if side < 1:
+            raise ValueError(f"image size {image_size} is below the ResNet's stride of 32")
+        return side, side, self.attnpool.k_proj.in_features
+
+    def mid_level_indices(self) -> tuple[int, int]:
+        """Stages 2 and 3, as CLIPasso."""
+        return 1, 2
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.attnpool(self.feature_map(images))
+        x = self._stem(images)
+        return self.attnpool(self.layer4(self.layer3(self.layer2(self.layer1(x)))))

@@ -1,6 +1,7 @@
 """CLIPasso's losses: a semantic loss, 1 - cos between the CLIP embeddings of sketch and image, and a geometric
-loss, the L2 distance between their intermediate image-tower activations (ResNet stages 2 and 3, or ViT blocks),
-both over the same random augmentations of the pair (perspective, crop, affine)."""
+loss, the L2 distance between their intermediate image-tower activations (by default the tower's
+`mid_level_indices`: ResNet stages 2 and 3, or ViT blocks at a third and two thirds of its depth), both over the
+same random augmentations of the pair (perspective, crop, affine)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from clipworks.model.clip import CLIP
-from clipworks.model.vision_transformer import VisionTransformer
 
 
 def clip_input(clip: CLIP, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
@@ -23,39 +23,6 @@ def clip_input(clip: CLIP, images: torch.Tensor, size: int | None = None) -> tor
     mean = torch.tensor(cfg.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std
-
-
-def default_layers(clip: CLIP) -> tuple[str, ...]:
-    """The activations compared by the geometric loss: ResNet stages 2 and 3 (as CLIPasso), or the ViT blocks
-    at a third and two thirds of its depth."""
-    tower = clip.image_tower
-    if isinstance(tower, VisionTransformer):
-        n = len(tower.transformer.resblocks)
-        return (f"block{max(n // 3 - 1, 0)}", f"block{max(2 * n // 3 - 1, 0)}")
-    return ("layer2", "layer3")
-
-
-def tower_activations(clip: CLIP, images: torch.Tensor, layers: Sequence[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(embeddings [B, D], activations of `layers`) for preprocessed images, in one pass of the image tower.
-    Layer names: "layer1".."layer4" for a ResNet, "block<k>" for ViT block k's output."""
-    tower = clip.image_tower
-    found: dict[str, torch.Tensor] = {}
-    if isinstance(tower, VisionTransformer):
-        x = tower.tokens(images, blocks=0)
-        for k, block in enumerate(tower.transformer.resblocks):
-            x = block(x)
-            found[f"block{k}"] = x
-        embedding = tower.ln_post(x[:, 0]) @ tower.proj
-    else:
-        x = tower.stem(images.to(tower.conv1.weight.dtype))
-        for name in ("layer1", "layer2", "layer3", "layer4"):
-            x = getattr(tower, name)(x)
-            found[name] = x
-        embedding = tower.attnpool(x)
-    missing = [name for name in layers if name not in found]
-    if missing:
-        raise ValueError(f"unknown layers {missing}; this tower has {', '.join(found)}")
-    return embedding, [found[name] for name in layers]
 
 
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -96,17 +63,19 @@ def augment_pair(pair: torch.Tensor, generator: torch.Generator, distortion: flo
 class SketchLoss(torch.nn.Module):
     """Loss of a sketch against a fixed target image (both [1, 3, H, W] in [0, 1])."""
 
-    def __init__(self, clip: CLIP, target: torch.Tensor, layers: Sequence[str] | None = None,
+    def __init__(self, clip: CLIP, target: torch.Tensor, layers: Sequence[int] | None = None,
                  layer_weights: Sequence[float] = (1.0, 1.0), semantic_weight: float = 0.1,
                  augmentations: int = 4, input_size: int | None = None) -> None:
-        """`input_size`: the side the image tower sees (default: its own). Larger inputs give the geometric loss
-        finer activation maps; the towers interpolate their position embeddings for any size."""
+        """`layers`: the image tower's block indices compared by the geometric loss (ViT blocks, ResNet stages;
+        default: its `mid_level_indices()`). `input_size`: the side the image tower sees (default: its own).
+        Larger inputs give the geometric loss finer activation maps; the towers interpolate their position
+        embeddings for any size."""
         super().__init__()
         self.clip = clip.eval()
         for p in self.clip.parameters():
             p.requires_grad_(False)
         self.target = target
-        self.layers = tuple(layers or default_layers(clip))
+        self.layers = tuple(clip.image_tower.mid_level_indices() if layers is None else layers)
         if len(layer_weights) != len(self.layers):
             raise ValueError(f"{len(self.layers)} layers but {len(layer_weights)} layer weights")
         self.layer_weights = tuple(layer_weights)
@@ -123,8 +92,9 @@ class SketchLoss(torch.nn.Module):
         pairs += [augment_pair(pairs[0].clone(), generator) for _ in range(self.augmentations)]
         sketches = torch.cat([p[:1] for p in pairs])
         with torch.no_grad():
-            target_emb, target_acts = tower_activations(self.clip, self._prepare(torch.cat([p[1:] for p in pairs])), self.layers)
-        emb, acts = tower_activations(self.clip, self._prepare(sketches), self.layers)
+            targets = self._prepare(torch.cat([p[1:] for p in pairs]))
+            target_emb, target_acts = self.clip.image_tower.forward_intermediates(targets, self.layers)
+        emb, acts = self.clip.image_tower.forward_intermediates(self._prepare(sketches), self.layers)
         geometric = sum(w * F.mse_loss(a, t) for w, a, t in zip(self.layer_weights, acts, target_acts))
         semantic = (1 - F.cosine_similarity(emb, target_emb, dim=-1)).mean()
         total = geometric + self.semantic_weight * semantic

@@ -1,10 +1,11 @@
 """Video–text models on clipworks' CLIP towers: CLIP4Clip's similarity calculators (meanP, seqTransf, tightTransf)
 and ActionCLIP's video–label matching, which uses the same temporal fusion with prompts and a KL loss.
 
-Frames go through the image tower one by one. The tower is split into a frozen trunk (ResNet stages, or all
-ViT blocks but the last) and a head (attention pooling, or the last block with ln_post and the projection)
-that trains; trunk features can therefore be computed once and cached. CLIP4Clip trains CLIP's own weights at
-lr 1e-7, i.e. nearly frozen, so freezing the trunk keeps its spirit at a fraction of the cost.
+Frames go through the image tower one by one. The tower splits at its default split (`forward_trunk`,
+`forward_head`) into a frozen trunk (ResNet stages, or all ViT blocks but the last) and a head (attention
+pooling, or the last block with ln_post and the projection) that trains; trunk features can therefore be
+computed once and cached. CLIP4Clip trains CLIP's own weights at lr 1e-7, i.e. nearly frozen, so freezing the
+trunk keeps its spirit at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError
 from clipworks.model.clip import CLIP, MAX_LOGIT_SCALE
-from clipworks.model.vision_transformer import VisionTransformer
 
 METHODS = ("meanP", "seqTransf", "tightTransf")
 VISUAL_TRAINING = ("head", "none")
@@ -48,33 +48,6 @@ class VideoConfig:
         if self.num_frames < 1:
             raise ConfigError(f"num_frames must be at least 1; got {self.num_frames}")
         self.labels, self.templates = tuple(self.labels), tuple(self.templates)
-
-
-# ---------------------------------------------------------------- the image tower, split
-
-
-def visual_trunk(clip: CLIP, images: torch.Tensor) -> torch.Tensor:
-    """The frozen part of the image tower: ResNet feature maps, or ViT tokens before the last block."""
-    tower = clip.image_tower
-    if isinstance(tower, VisionTransformer):
-        return tower.tokens(images, blocks=len(tower.transformer.resblocks) - 1)
-    return tower.feature_map(images)
-
-
-def visual_head(clip: CLIP, trunk: torch.Tensor) -> torch.Tensor:
-    """The rest of the image tower: trunk features -> image embeddings [N, embed_dim]."""
-    tower = clip.image_tower
-    if isinstance(tower, VisionTransformer):
-        x = tower.transformer.resblocks[-1](trunk.to(tower.proj.dtype))
-        return tower.ln_post(x[:, 0]) @ tower.proj
-    return tower.attnpool(trunk.to(tower.attnpool.q_proj.weight.dtype))
-
-
-def visual_head_modules(clip: CLIP) -> list[nn.Module | nn.Parameter]:
-    tower = clip.image_tower
-    if isinstance(tower, VisionTransformer):
-        return [tower.transformer.resblocks[-1], tower.ln_post, tower.proj]
-    return [tower.attnpool]
 
 
 # ---------------------------------------------------------------- pooling and temporal modules
@@ -163,9 +136,8 @@ class VideoCLIP(nn.Module):
         for p in self.clip.image_tower.parameters():
             p.requires_grad_(False)
         if config.train_visual == "head":
-            for part in visual_head_modules(clip):
-                for p in part.parameters() if isinstance(part, nn.Module) else [part]:
-                    p.requires_grad_(True)
+            for p in self.clip.image_tower.head_parameters():
+                p.requires_grad_(True)
 
     @property
     def device(self) -> torch.device:
@@ -194,13 +166,13 @@ class VideoCLIP(nn.Module):
         """Preprocessed frames [B, T, 3, H, W] -> trunk features [B, T, ...] (no gradients: the trunk is frozen)."""
         b, t = frames.shape[:2]
         with torch.no_grad():
-            x = visual_trunk(self.clip, frames.flatten(0, 1).to(self.clip.device))
+            x = self.clip.image_tower.forward_trunk(frames.flatten(0, 1).to(self.clip.device))
         return x.view(b, t, *x.shape[1:])
 
     def frame_features(self, trunk: torch.Tensor) -> torch.Tensor:
         """Trunk features [B, T, ...] -> frame embeddings [B, T, D]."""
         b, t = trunk.shape[:2]
-        return visual_head(self.clip, trunk.flatten(0, 1)).view(b, t, -1).float()
+        return self.clip.image_tower.forward_head(trunk.flatten(0, 1)).view(b, t, -1).float()
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Preprocessed frames [B, T, 3, H, W] -> frame embeddings [B, T, D]."""

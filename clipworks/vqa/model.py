@@ -3,8 +3,8 @@ image grid features, then an answer classifier.
 
 - Question: the CLIP model's text tower (frozen) gives per-token features; a linear layer maps them to the
   fusion width. Every variant shares this, so only the visual encoder differs between them.
-- Image: grid features of an image tower (see grid.py) at `image_size`, a linear map with LayerNorm, plus a
-  learned position embedding per grid cell. The tower is the CLIP model's (`encoder="clip"`, frozen or
+- Image: grid features of an image tower (`forward_grid`: a ResNet's last feature map, a ViT's patch tokens
+  after ln_post) at `image_size`, a linear map with LayerNorm, plus a learned position embedding per grid cell. The tower is the CLIP model's (`encoder="clip"`, frozen or
   fine-tuned) or the same architecture randomly initialised and trained on the VQA data only
   (`encoder="scratch"`), the baseline without CLIP pre-training.
 - Fusion (MCAN encoder–decoder, Yu et al. 2019): `layers` self-attention layers over the question; then
@@ -26,7 +26,6 @@ from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError
 from clipworks.packaged import load_weights, parameter_counts, read_config, resolve, save_weights
-from clipworks.vqa.grid import grid_features, grid_shape
 from clipworks.vqa.questions import ANSWERS
 
 ENCODERS = ("clip", "scratch")
@@ -108,7 +107,7 @@ class VQAModel(nn.Module):
         else:
             self.image_tower = clip.image_tower
         self.image_tower.requires_grad_(not config.freeze_encoder)
-        rows, cols, channels = grid_shape(self.image_tower, config.image_size)
+        rows, cols, channels = self.image_tower.grid_shape(config.image_size)
         w = config.width
         self.question_in = nn.Linear(self.text_tower.ln_final.normalized_shape[0], w)
         self.grid_in = nn.Sequential(nn.Linear(channels, w), nn.LayerNorm(w))
@@ -144,7 +143,7 @@ class VQAModel(nn.Module):
     def grid(self, images: torch.Tensor) -> torch.Tensor:
         """Grid features [B, N, C] of preprocessed images at `config.image_size`."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
-            return grid_features(self.image_tower, images)
+            return self.image_tower.forward_grid(images)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.forward_grid(self.grid(images), tokens)
