@@ -129,7 +129,7 @@ def test_grid_feature_shapes_and_position_interpolation():
 def test_tiny_training_resumes_exactly_saves_and_answers(tmp_path):
     from clipworks.vqa.config import VQATrainConfig
     from clipworks.vqa.data import render_items
-    from clipworks.vqa.evaluate import predict
+    from clipworks.vqa.inference import predict
     from clipworks.vqa.model import load_vqa
     from clipworks.vqa.train import train_vqa
 
