@@ -125,16 +125,17 @@ def test_caption_cli_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "empty" / "red.png")
     (tmp_path / "empty" / "red.txt").write_text("  \n")
-    cases = [([str(bad), "--captioner", str(tmp_path / "cap")], "bad.png"),
-             ([str(bad)], "bad.png"),  # the shipped default captioner, and the image is checked first
-             ([str(tmp_path / "empty" / "red.png"), "--captioner", str(tmp_path)], "no clipcap_config.json"),
+    cases = [(["run", str(bad), "--captioner", str(tmp_path / "cap")], "bad.png"),
+             (["run", str(bad)], "bad.png"),  # the shipped default captioner, and the image is checked first
+             (["run", str(tmp_path / "empty" / "red.png"), "--captioner", str(tmp_path)], "no clipcap_config.json"),
              (["eval", "--data", str(tmp_path / "empty")], "red.txt: no captions (the file is empty"),
              (["train", "--out", str(tmp_path / "run"), "--data", str(tmp_path / "empty")], "no captions"),
-             (["train"], "--out DIR is required")]
+             (["train"], "the following arguments are required: --out")]
     for args, expected in cases:
         proc = subprocess.run([sys.executable, "-m", "clipworks.cli.main", "caption", *args], env=env,
                               capture_output=True, text=True)
-        assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        status = 2 if "required" in expected else 1  # a usage error, or an error in the input
+        assert proc.returncode == status and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_lm_from_a_local_gpt2_checkpoint_directory(tmp_path):

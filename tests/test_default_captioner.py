@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipworks.captioning.evaluate import HELDOUT, attribute_precision, caption_images
+from clipworks.captioning.evaluate import HELDOUT, attribute_precision
+from clipworks.captioning.inference import caption_images
 from clipworks.captioning.metrics import evaluate_captions
 from clipworks.captioning.model import load_captioner, shipped_captioner_path
 from clipworks.data import open_pairs
@@ -73,7 +74,7 @@ def test_caption_cli_and_eval_report_the_library_figures(tmp_path):
     for i in range(3):
         paths.append(tmp_path / f"scene{i}.png")
         samples[i].image.save(paths[-1])
-    proc = _cli("caption", *map(str, paths), "--device", "cpu")
+    proc = _cli("caption", "run", *map(str, paths), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{p}\t{c}" for p, c in zip(paths, expected[:3])]
 

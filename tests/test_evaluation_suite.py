@@ -193,7 +193,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_eval_cli_writes_a_result_and_report_merges(tmp_path):
-    proc = _cli("eval", "--task", "zeroshot", "--data", "world-colour", "-n", "64", "--out", "r/colour.json", cwd=tmp_path)
+    proc = _cli("eval", "zeroshot", "--data", "world-colour", "-n", "64", "--out", "r/colour.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "r/colour.json").read_text())
     assert {"task", "model", "data", "metrics", "versions", "hardware", "wall_time_s"} <= set(record)
@@ -208,9 +208,9 @@ def test_eval_cli_writes_a_result_and_report_merges(tmp_path):
 
 
 def test_eval_cli_unknown_task_lists_the_tasks(tmp_path):
-    proc = _cli("eval", "--task", "captioning", "--data", "digits", cwd=tmp_path)
-    assert proc.returncode == 1 and "zeroshot, probe, fewshot, retrieval" in proc.stderr
-    proc = _cli("eval", "--task", "zeroshot", "--data", "cifar", cwd=tmp_path)
+    proc = _cli("eval", "captioning", "--data", "digits", cwd=tmp_path)
+    assert proc.returncode == 2 and "'zeroshot', 'probe', 'fewshot', 'retrieval'" in proc.stderr
+    proc = _cli("eval", "zeroshot", "--data", "cifar", cwd=tmp_path)
     assert proc.returncode == 1 and "world-shape" in proc.stderr and "digits" in proc.stderr
 
 

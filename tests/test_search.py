@@ -243,7 +243,7 @@ def test_search_demo_scores_ten_queries_on_generated_scenes(tmp_path):
 
 
 def test_describe_uncaptioned_images_from_the_cli_and_through_another_clip(tmp_path, model):
-    from clipworks.captioning.evaluate import caption_images
+    from clipworks.captioning.inference import Describer, caption_images
     from clipworks.captioning.model import load_captioner
     from clipworks.data.world import WorldDataset
 
@@ -260,7 +260,7 @@ def test_describe_uncaptioned_images_from_the_cli_and_through_another_clip(tmp_p
             info.size = len(buf.getvalue())
             tar.addfile(info, io.BytesIO(buf.getvalue()))
     expected = caption_images([scenes[i].image for i in range(3)], load_captioner("default"))
-    # a store of the default CLIP: the captioner reads the stored embeddings
+    # a store of the default CLIP: the captioner shares the store's model
     _index([folder], tmp_path / "store", model)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     item = Store(tmp_path / "store").item_by_path(str((folder / "s1.png").resolve()))
@@ -274,7 +274,8 @@ def test_describe_uncaptioned_images_from_the_cli_and_through_another_clip(tmp_p
     # a store of another CLIP model (random weights): the captioner embeds the files (here tar members) itself
     other, pre = clipworks.create_model("RN-Tiny-64", device="cpu")
     index([str(shard)], tmp_path / "other", model_name="RN-Tiny-64", model=other, preprocess=pre, progress=False)
-    engine = SearchEngine(tmp_path / "other", model=other, preprocess=pre, tokenizer=clipworks.get_tokenizer(other))
+    engine = SearchEngine(tmp_path / "other", model=other, preprocess=pre, tokenizer=clipworks.get_tokenizer(other),
+                          describer=Describer("default", shared=("RN-Tiny-64", other, pre)))
     ids = {Path(it.path.split("::")[1]).stem: it.id for it in engine.store.items(engine.store.vectors()[0].tolist())}
     assert [engine.describe(ids[f"s{i}"]) for i in range(3)] == expected
     shard.unlink()

@@ -39,7 +39,10 @@ def server(tmp_path_factory, free_port):
         scenes[i].image.save(folder / "uncaptioned" / f"scene{i}.png")
     model, pre = clipworks.create_model("default", device="cpu")
     index([str(folder)], tmp / "store", model=model, preprocess=pre, progress=False)
-    engine = SearchEngine(tmp / "store", model=model, preprocess=pre, tokenizer=clipworks.get_tokenizer(model))
+    from clipworks.captioning.inference import Describer
+
+    engine = SearchEngine(tmp / "store", model=model, preprocess=pre, tokenizer=clipworks.get_tokenizer(model),
+                          describer=Describer("default", shared=("default", model, pre)))
     port = free_port()
     config = uvicorn.Config(create_app(engine, max_upload_bytes=200_000), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
@@ -132,7 +135,7 @@ def test_200_concurrent_queries(server):
 
 
 def test_describe_writes_captions_for_uncaptioned_images(server):
-    from clipworks.captioning.evaluate import caption_images
+    from clipworks.captioning.inference import caption_images
     from clipworks.captioning.model import load_captioner
 
     store, scenes = server["engine"].store, server["scenes"]
@@ -144,7 +147,7 @@ def test_describe_writes_captions_for_uncaptioned_images(server):
         status, body = _get(server["base"] + f"/api/describe/{item.id}")
         answer = json.loads(body)
         assert status == 200 and answer["generated"] is True
-        # the store's embedding of the file gives the caption the image itself gives
+        # the describer the engine was given captions the file as the library captions the image
         assert answer["caption"] == caption_images([scenes[i].image], captioner)[0]
         colours = {o["colour"] for o in scenes[i].facts["objects"]}
         named += any(c in answer["caption"].split() for c in colours)

@@ -184,8 +184,8 @@ def test_trunk_and_head_compose_to_the_image_tower_and_tight_scores_every_pair(c
 def test_training_resumes_exactly_and_saves_only_what_trained(tmp_path):
     from clipworks.video.config import VideoTrainConfig
     from clipworks.video.data import world_tensors
-    from clipworks.video.evaluate import (action_accuracy, frame_features, label_probabilities, scores, text_features,
-                                          video_retrieval)
+    from clipworks.video.evaluate import action_accuracy, video_retrieval
+    from clipworks.video.inference import frame_features, label_probabilities, scores, text_features
     from clipworks.video.model import load_video_model
     from clipworks.video.train import train_video
     from clipworks.video.world import ACTION_TEMPLATES

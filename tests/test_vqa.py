@@ -129,7 +129,7 @@ def test_tiny_training_resumes_exactly_saves_and_answers(tmp_path):
     from clipworks.vqa.config import VQATrainConfig
     from clipworks.model.transforms import load_image
     from clipworks.vqa.data import render_items, to_input
-    from clipworks.vqa.evaluate import ask, predict
+    from clipworks.vqa.inference import ask, predict
     from clipworks.vqa.model import load_vqa
     from clipworks.vqa.train import train_vqa
 

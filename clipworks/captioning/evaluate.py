@@ -1,9 +1,8 @@
-"""Caption images with a ClipCap captioner and score its captions against references.
+"""Score a ClipCap captioner's captions against references (captioning itself is in `inference.py`).
 
-`caption_images` is what `clipworks caption IMAGE...` and search's image→text use; `evaluate_captioner` is
-`clipworks caption eval`: captions for a captioned data set (by default 500 held-out generated scenes, whose
-colour–shape pairs the default models never saw) scored by BLEU-1..4, METEOR (when Java is present),
-ROUGE-L and CIDEr-D, with a few examples beside their references.
+`evaluate_captioner` is `clipworks caption eval`: captions for a captioned data set (by default 500 held-out
+generated scenes, whose colour–shape pairs the default models never saw) scored by BLEU-1..4, METEOR (when
+Java is present), ROUGE-L and CIDEr-D, with a few examples beside their references.
 """
 
 from __future__ import annotations
@@ -13,49 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from clipworks.captioning.inference import caption_images
 from clipworks.captioning.model import ClipCap, load_captioner
 from clipworks.errors import InputFileError
 
 HELDOUT = "world:split=heldout,size=500,seed=21"
-
-
-def check_clip(captioner: ClipCap, clip) -> None:
-    """A captioner reads the embeddings of one CLIP model; a CLIP model of another width is a clear error."""
-    if clip.config.embed_dim != captioner.config.clip_dim:
-        raise InputFileError(f"the captioner was made for CLIP embeddings of width {captioner.config.clip_dim} "
-                             f"({captioner.config.clip_model!r}), but this CLIP model gives {clip.config.embed_dim}")
-
-
-@torch.inference_mode()
-def caption_embeddings(captioner: ClipCap, embeddings: torch.Tensor, method: str = "beam", beam_width: int = 3,
-                       max_tokens: int = 24, top_p: float = 0.9, batch_size: int = 64, seed: int = 0) -> list[str]:
-    """Captions for CLIP image embeddings [N, D], decoded `batch_size` at a time."""
-    from clipworks.captioning.decoding import decode, generate
-    from clipworks.captioning.tokenizer import gpt2_tokenizer
-
-    device = next(captioner.parameters()).device
-    ids: list[list[int]] = []
-    for start in range(0, embeddings.shape[0], batch_size):
-        chunk = embeddings[start:start + batch_size].to(device, torch.float32)
-        ids += generate(captioner, chunk, method=method, max_tokens=max_tokens, beam_width=beam_width, top_p=top_p,
-                        seed=seed + start)
-    return decode(gpt2_tokenizer(), ids)
-
-
-def caption_images(images: list, captioner: ClipCap | str = "default", clip=None, preprocess=None,
-                   **decoding: Any) -> list[str]:
-    """Captions for PIL images: the captioner's own CLIP model embeds them unless `clip`/`preprocess` are given."""
-    from clipworks.evaluation.features import embed_images
-    from clipworks.model.factory import create_model
-
-    if isinstance(captioner, str):
-        captioner = load_captioner(captioner)
-    if clip is None:
-        clip, preprocess = create_model(captioner.config.clip_model, device=next(captioner.parameters()).device)
-    check_clip(captioner, clip)
-    return caption_embeddings(captioner, embed_images(clip, preprocess, images), **decoding)
 
 
 def attribute_precision(captions: list[str], facts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""`clipworks caption IMAGE...` (caption images with ClipCap: the shipped default captioner or a trained one),
-`clipworks caption train --out DIR ...` (train one on the generated world or a captioned collection) and
+"""`clipworks caption run IMAGE...` (caption images with ClipCap: the shipped default captioner or a trained
+one), `clipworks caption train --out DIR ...` (train one on the generated world or a captioned collection) and
 `clipworks caption eval` (score a captioner against a captioned data set's references)."""
 
 from __future__ import annotations
@@ -7,61 +7,69 @@ from __future__ import annotations
 import argparse
 import json
 
-from clipworks.cli.common import add_device_arg, fraction, load_images, positive_int
-from clipworks.errors import InputFileError
+from clipworks.cli.common import (add_actions, add_device_arg, fraction, load_images, non_negative_int,
+                                  positive_float, positive_int)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from clipworks.captioning.config import DEFAULT_LM, CaptionTrainConfig as D
 
-    p = sub.add_parser("caption", help="caption images with ClipCap; `caption train` trains a captioner",
-                       description="clipworks caption IMAGE... [--captioner DIR]\n"
-                                   "clipworks caption train --out DIR [--mapper mlp|transformer] [--data world] ...\n"
-                                   "clipworks caption eval [--captioner DIR] [--data SPEC] [--out result.json]",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="*", metavar="IMAGE | train | eval", help="image files, or 'train' or 'eval'")
-    p.add_argument("--captioner", default="default",
-                   help="'default' (shipped) or a trained captioner directory (OUT/model of `caption train`)")
-    p.add_argument("--method", default="beam", choices=("greedy", "beam", "nucleus"))
-    p.add_argument("--beam-width", type=positive_int, default=3)
-    p.add_argument("--top-p", type=fraction, default=0.9, help="nucleus: keep the smallest set of tokens this likely, in (0, 1]")
-    p.add_argument("--max-tokens", type=positive_int, default=24)
-    p.add_argument("--json", action="store_true")
-    add_device_arg(p)
-    e = p.add_argument_group("eval")
-    e.add_argument("--limit", type=int, help="evaluate the first N captioned images only")
+    actions = add_actions(sub, "caption", "caption images with ClipCap (run), train a captioner (train), score one (eval)")
+
+    r = actions.add_parser("run", help="caption image files", description="One caption per image, tab-separated.")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any name, `train` included)")
+    _add_captioner(r)
+    _add_decoding(r)
+    r.add_argument("--top-p", type=fraction, default=0.9, help="nucleus: keep the smallest set of tokens this likely, in (0, 1]")
+    r.add_argument("--json", action="store_true")
+    add_device_arg(r)
+    r.set_defaults(run=_run)
+
+    e = actions.add_parser("eval", help="score a captioner against a captioned data set's references",
+                           description="BLEU-1..4, METEOR (needs Java), ROUGE-L and CIDEr-D, with examples.")
+    _add_captioner(e)
+    e.add_argument("--data", help="a --data source as for `clipworks train` (default: 500 held-out generated scenes)")
+    e.add_argument("--limit", type=positive_int, help="evaluate the first N captioned images only")
+    _add_decoding(e)
     e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
     e.add_argument("--figure", help="save 10 random examples with their references as an image (PNG)")
-    t = p.add_argument_group("train")
-    t.add_argument("--out", help="run directory for `caption train`; the result JSON for `caption eval`")
-    t.add_argument("--data", help="a --data source as for `clipworks train` (train: world; eval: 500 held-out "
-                                  "generated scenes)")
-    t.add_argument("--size", type=int, default=20000, help="generated items for world/digits")
+    e.add_argument("--out", help="write the result JSON here")
+    e.set_defaults(run=_eval)
+
+    t = actions.add_parser("train", help="train a captioner", description="Trains ClipCap on a frozen CLIP model's embeddings.")
+    t.add_argument("--out", required=True, help="run directory (the captioner is written to OUT/model)")
+    t.add_argument("--data", default="world", help="a --data source as for `clipworks train` (default: world)")
+    t.add_argument("--size", type=positive_int, default=20000, help="generated items for world/digits")
     t.add_argument("--mapper", default="mlp", choices=("mlp", "transformer"))
     t.add_argument("--freeze-lm", action="store_true", help="train the mapper only (ClipCap's Transformer variant)")
     t.add_argument("--lm-path", help="a local GPT-2 checkpoint directory to start the LM from")
-    t.add_argument("--prefix-length", type=int, default=D.prefix_length)
-    t.add_argument("--lm-layers", type=int, default=DEFAULT_LM["n_layer"], help="GPT-2 layers of a new LM")
-    t.add_argument("--lm-width", type=int, default=DEFAULT_LM["n_embd"], help="GPT-2 width of a new LM")
-    t.add_argument("--lm-heads", type=int, default=DEFAULT_LM["n_head"], help="GPT-2 attention heads of a new LM")
-    t.add_argument("--lm-pretrain-steps", type=int, default=D.lm_pretrain_steps,
+    t.add_argument("--prefix-length", type=positive_int, default=D.prefix_length)
+    t.add_argument("--lm-layers", type=positive_int, default=DEFAULT_LM["n_layer"], help="GPT-2 layers of a new LM")
+    t.add_argument("--lm-width", type=positive_int, default=DEFAULT_LM["n_embd"], help="GPT-2 width of a new LM")
+    t.add_argument("--lm-heads", type=positive_int, default=DEFAULT_LM["n_head"], help="GPT-2 attention heads of a new LM")
+    t.add_argument("--lm-pretrain-steps", type=non_negative_int, default=D.lm_pretrain_steps,
                    help="text-only LM steps on the captions first (a stand-in for a pretrained GPT-2)")
-    t.add_argument("--steps", type=int, default=D.steps)
-    t.add_argument("--batch-size", type=int, default=D.batch_size)
-    t.add_argument("--lr", type=float, default=D.lr)
+    t.add_argument("--steps", type=positive_int, default=D.steps)
+    t.add_argument("--batch-size", type=positive_int, default=D.batch_size)
+    t.add_argument("--lr", type=positive_float, default=D.lr)
     t.add_argument("--clip-model", default="default")
     t.add_argument("--resume", action="store_true")
-    p.set_defaults(run=run)
+    t.set_defaults(run=_train)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.images[:1] == ["train"]:
-        return _train(args)
-    if args.images[:1] == ["eval"]:
-        return _eval(args)
-    if not args.images:
-        raise InputFileError("give image files to caption, or 'train' or 'eval'")
-    from clipworks.captioning.evaluate import caption_images
+def _add_captioner(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--captioner", default="default",
+                   help="'default' (shipped) or a trained captioner directory (OUT/model of `caption train`)")
+
+
+def _add_decoding(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="beam", choices=("greedy", "beam", "nucleus"))
+    p.add_argument("--beam-width", type=positive_int, default=3)
+    p.add_argument("--max-tokens", type=positive_int, default=24)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from clipworks.captioning.inference import caption_images
     from clipworks.captioning.model import load_captioner
     from clipworks.model.factory import default_device
 
@@ -110,12 +118,9 @@ def _train(args: argparse.Namespace) -> int:
     from clipworks.captioning.config import DEFAULT_LM, CaptionTrainConfig
     from clipworks.captioning.train import train_captioner
 
-    if not args.out:
-        raise InputFileError("caption train: --out DIR is required")
-    data = args.data or "world"
-    options = {"size": args.size} if data.split(":")[0] in ("world", "digits") else {}
+    options = {"size": args.size} if args.data.split(":")[0] in ("world", "digits") else {}
     lm = {**DEFAULT_LM, "n_layer": args.lm_layers, "n_head": args.lm_heads, "n_embd": args.lm_width}
-    cfg = CaptionTrainConfig(out=args.out, clip_model=args.clip_model, data=data, data_options=options,
+    cfg = CaptionTrainConfig(out=args.out, clip_model=args.clip_model, data=args.data, data_options=options,
                              mapper=args.mapper, prefix_length=args.prefix_length, freeze_lm=args.freeze_lm,
                              lm=lm, lm_path=args.lm_path, lm_pretrain_steps=0 if args.lm_path else args.lm_pretrain_steps,
                              steps=args.steps, batch_size=args.batch_size, lr=args.lr)

@@ -88,6 +88,13 @@ def device(text: str) -> str:
     return text
 
 
+def add_actions(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command made of actions, `clipworks NAME ACTION ...`: each action is a sub-command with its own flags
+    (the one rule for every command that does more than one thing)."""
+    parser = sub.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
 def add_device_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--device", type=device, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
 

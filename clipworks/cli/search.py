@@ -77,9 +77,20 @@ def run_serve(args: argparse.Namespace) -> int:
 
     # A quick check before the store and the model load; serve() itself binds before it says "serving on".
     free_port(args.host, args.port)
-    serve(args.store, host=args.host, port=args.port, device=args.device, captioner=args.captioner,
-          allow_hosts=args.allow_host)
+    serve(_engine(args), host=args.host, port=args.port, allow_hosts=args.allow_host)
     return 0
+
+
+def _engine(args: argparse.Namespace):
+    """The store opened for queries, with a describer built from --captioner (loaded on first use; it shares
+    the store's CLIP model when the captioner reads it)."""
+    from clipworks.captioning.inference import Describer
+    from clipworks.search.engine import SearchEngine
+
+    engine = SearchEngine(args.store, device=args.device)
+    engine.describer = Describer(args.captioner, device=args.device,
+                                 shared=(engine.model_name, engine.model, engine.preprocess))
+    return engine
 
 
 def free_port(host: str, port: int) -> int:
@@ -124,7 +135,7 @@ def _date(text: str | None, flag: str) -> float | None:
 def run_search(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from clipworks.search.engine import Filters, SearchEngine
+    from clipworks.search.engine import DUPLICATE_COSINE, Filters
 
     if args.stats:
         from clipworks.search.store import Store
@@ -132,7 +143,7 @@ def run_search(args: argparse.Namespace) -> int:
         store = Store(args.store, create=False)
         print(json.dumps({**store.stats(), "skipped_files": store.skipped()}, indent=2))
         return 0
-    engine = SearchEngine(args.store, device=args.device, captioner=args.captioner)
+    engine = _engine(args)
     if args.image:
         from clipworks.model.transforms import load_image
 
@@ -174,7 +185,7 @@ def run_search(args: argparse.Namespace) -> int:
     filters = Filters(args.folder, _date(args.after, "--after"), _date(args.before, "--before"),
                       args.ext.split(",") if args.ext else None)
     hits = engine.search(query, k=args.k, min_score=args.min_score, filters=filters,
-                         collapse=None if args.no_collapse else 0.98, exclude={args.like} if args.like is not None else None)
+                         collapse=None if args.no_collapse else DUPLICATE_COSINE, exclude={args.like} if args.like is not None else None)
     generated = {h.item.id: engine.describe(h.item.id) for h in hits if args.describe and not h.item.caption}
     if args.json:
         print(json.dumps([{**h.to_json(), **({"generated_caption": generated[h.item.id]} if h.item.id in generated else {})}

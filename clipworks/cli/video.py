@@ -1,5 +1,6 @@
-"""`clipworks video ...`: the generated video world, training (CLIP4Clip similarity calculators, ActionCLIP),
-evaluation, text->video search over a folder, and classifying one video against labels."""
+"""`clipworks video ACTION`: the generated video world (world), training (train: CLIP4Clip similarity
+calculators, ActionCLIP), evaluation (eval), text->video search over a folder (index, search) and classifying
+one video against labels (classify)."""
 
 from __future__ import annotations
 
@@ -7,62 +8,93 @@ import argparse
 import json
 from pathlib import Path
 
-from clipworks.cli.common import add_device_arg, non_empty, positive_int
+from clipworks.cli.common import add_actions, add_device_arg, non_empty, positive_float, positive_int
 from clipworks.errors import InputFileError
 
-USAGE = """clipworks video world --out DIR [--size N] [--format mp4|webm|avi|mkv|mov|gif] [--preview PNG]
-clipworks video train --out RUN --method meanP|seqTransf|tightTransf|actionclip [--data world|FOLDER]
-clipworks video eval --model RUN/model|default [--data world|FOLDER]
-clipworks video index FOLDER --store DIR [--model default|RUN/model]
-clipworks video search "a star moves to the left" --store DIR [-k 10]
-clipworks video classify VIDEO --labels "moves left" "grows" ... [--model RUN/model|default]"""
+VIDEO_FORMATS = ("mp4", "webm", "avi", "mkv", "mov", "gif")  # what video.decode.write_video writes (numpy-free here)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from clipworks.video.config import TRAIN_METHODS
     from clipworks.video.config import VideoTrainConfig as D
 
-    p = sub.add_parser("video", help="video: CLIP4Clip retrieval, ActionCLIP recognition, video search",
-                       description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("world", "train", "eval", "index", "search", "classify"))
-    p.add_argument("args", nargs="*", help="index: FOLDER...; search: TEXT; classify: VIDEO")
-    p.add_argument("--model", default="default",
-                   help="a trained video model directory, or a CLIP model (name or path) used as meanP zero-shot")
-    add_device_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    w = p.add_argument_group("world")
-    w.add_argument("--size", type=int, help="world: clips to write; eval: clips to test on (default 1000)")
-    w.add_argument("--format", default="mp4", help="world: video container (mp4, webm, avi, mkv, mov, gif)")
-    w.add_argument("--split", default=None, choices=("train", "heldout", "all"),
-                   help="world/eval: train = seen actions, heldout = the held-out actions")
-    w.add_argument("--preview", help="world: also save a figure of a few clips")
-    t = p.add_argument_group("train")
-    t.add_argument("--out", help="train: run directory; world: output folder")
+    actions = add_actions(sub, "video", "video: CLIP4Clip retrieval, ActionCLIP recognition, video search")
+
+    w = actions.add_parser("world", help="write the generated video world as video files and/or a preview figure",
+                           description="Clips with a caption .txt beside each, and clips.jsonl.")
+    w.add_argument("--out", help="output folder")
+    w.add_argument("--size", type=positive_int, default=100, help="clips to write")
+    w.add_argument("--format", default="mp4", choices=VIDEO_FORMATS, help="video container")
+    _add_split(w, "the actions the clips show")
+    w.add_argument("--preview", help="also save a figure of a few clips (PNG)")
+    w.set_defaults(run=_world)
+
+    t = actions.add_parser("train", help="train a video model", description="CLIP4Clip (meanP, seqTransf, "
+                           "tightTransf) on captions, or ActionCLIP on labels.")
+    t.add_argument("--out", required=True, help="run directory (the model is written to OUT/model)")
     t.add_argument("--method", default=D.method, choices=TRAIN_METHODS)
     t.add_argument("--fusion", default=D.fusion, choices=("meanP", "seqTransf"), help="actionclip: temporal fusion")
     t.add_argument("--loss", default=D.loss, choices=("auto", "kl", "infonce"),
                    help="auto: KL multi-positive for actionclip, InfoNCE for CLIP4Clip")
-    t.add_argument("--data", default=D.data, help="'world' or a folder of videos (captions in same-name .txt; "
-                                                 "labels = parent folder names)")
-    t.add_argument("--train-size", type=int, default=D.train_size, help="world clips to train on")
+    _add_data(t)
+    t.add_argument("--train-size", type=positive_int, default=D.train_size, help="world clips to train on")
     t.add_argument("--clip-model", default=D.clip_model)
-    t.add_argument("--frames", type=int, default=D.num_frames, help="frames sampled per video")
-    t.add_argument("--steps", type=int, default=D.steps)
-    t.add_argument("--batch-size", type=int, default=D.batch_size)
-    t.add_argument("--lr-clip", type=float, default=D.lr_clip, help="learning rate of CLIP's trained weights")
-    t.add_argument("--lr-new", type=float, default=D.lr_new, help="learning rate of the new layers")
+    t.add_argument("--frames", type=positive_int, default=D.num_frames, help="frames sampled per video")
+    t.add_argument("--steps", type=positive_int, default=D.steps)
+    t.add_argument("--batch-size", type=positive_int, default=D.batch_size)
+    t.add_argument("--lr-clip", type=positive_float, default=D.lr_clip, help="learning rate of CLIP's trained weights")
+    t.add_argument("--lr-new", type=positive_float, default=D.lr_new, help="learning rate of the new layers")
     t.add_argument("--resume", action="store_true")
-    s = p.add_argument_group("index / search / classify")
-    s.add_argument("--store", help="index/search: store directory")
-    s.add_argument("-k", type=positive_int, default=10)
-    s.add_argument("--labels", nargs="+", type=non_empty, help="classify: the candidate labels")
-    s.add_argument("--templates", nargs="+", help="classify: prompt templates with {} (default: the model's)")
-    p.set_defaults(run=run)
+    t.set_defaults(run=_train)
+
+    e = actions.add_parser("eval", help="retrieval and action recognition of a video model, as JSON",
+                           description="Text<->video retrieval and top-1/top-5 action recognition.")
+    _add_model(e)
+    _add_data(e)
+    e.add_argument("--size", type=positive_int, default=1000, help="world clips to test on")
+    _add_split(e, "world: train = seen actions, heldout = the held-out actions")
+    add_device_arg(e)
+    e.set_defaults(run=_eval)
+
+    i = actions.add_parser("index", help="index folders of videos into a video search store",
+                           description="Embeds new or changed videos, drops deleted ones; safe to re-run.")
+    i.add_argument("folders", nargs="+", metavar="FOLDER")
+    i.add_argument("--store", required=True, help="store directory (created if missing)")
+    _add_model(i)
+    add_device_arg(i)
+    i.set_defaults(run=_index)
+
+    s = actions.add_parser("search", help="search a video store by text", description="The best-matching videos.")
+    s.add_argument("text", type=non_empty, metavar="TEXT")
+    s.add_argument("--store", required=True)
+    s.add_argument("-k", type=positive_int, default=10, help="results to show (default 10)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_device_arg(s)
+    s.set_defaults(run=_search)
+
+    c = actions.add_parser("classify", help="rank labels for one video", description="Label probabilities for a "
+                           "video file or a folder of frames.")
+    c.add_argument("video", metavar="VIDEO", help="a video file or a folder of frames")
+    c.add_argument("--labels", nargs="+", type=non_empty, help="the candidate labels (default: the model's)")
+    c.add_argument("--templates", nargs="+", help="prompt templates with {} (default: the model's)")
+    _add_model(c)
+    c.add_argument("--json", action="store_true", help="print JSON")
+    add_device_arg(c)
+    c.set_defaults(run=_classify)
 
 
-def run(args: argparse.Namespace) -> int:
-    return {"world": _world, "train": _train, "eval": _eval, "index": _index, "search": _search,
-            "classify": _classify}[args.action](args)
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default",
+                   help="a trained video model directory, or a CLIP model (name or path) used as meanP zero-shot")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="world", help="'world' or a folder of videos (captions in same-name .txt; "
+                                                   "labels = parent folder names)")
+
+
+def _add_split(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--split", default="train", choices=("train", "heldout", "all"), help=what)
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -71,9 +103,9 @@ def _world(args: argparse.Namespace) -> int:
     if not args.out and not args.preview:
         raise InputFileError("video world: give --out DIR and/or --preview PNG")
     if args.preview:
-        print(save_preview(args.preview, split=args.split or "train"))
+        print(save_preview(args.preview, split=args.split))
     if args.out:
-        print(write_video_world(args.out, args.size or 100, split=args.split or "train", fmt=args.format))
+        print(write_video_world(args.out, args.size, split=args.split, fmt=args.format))
     return 0
 
 
@@ -81,8 +113,6 @@ def _train(args: argparse.Namespace) -> int:
     from clipworks.video.config import VideoTrainConfig
     from clipworks.video.train import train_video
 
-    if not args.out:
-        raise InputFileError("video train: --out DIR is required")
     cfg = VideoTrainConfig(out=args.out, method=args.method, fusion=args.fusion, loss=args.loss, data=args.data,
                            train_size=args.train_size, clip_model=args.clip_model, num_frames=args.frames,
                            steps=args.steps, batch_size=args.batch_size, lr_clip=args.lr_clip, lr_new=args.lr_new)
@@ -100,8 +130,8 @@ def _eval(args: argparse.Namespace) -> int:
     templates = model.config.templates or ACTION_TEMPLATES
     result: dict = {"model": args.model, "method": model.config.method}
     if args.data == "world":
-        split = args.split or "train"
-        data = world_tensors(model, args.size or 1000, seed=1, split=split, group=3 if split == "heldout" else 4)
+        split = args.split
+        data = world_tensors(model, args.size, seed=1, split=split, group=3 if split == "heldout" else 4)
         labels = {"train": TRAIN_ACTIONS, "heldout": HELDOUT_ACTIONS, "all": ACTIONS}[split]
         result["actions"] = action_accuracy(model, data, labels, templates)
     else:
@@ -119,18 +149,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _index(args: argparse.Namespace) -> int:
     from clipworks.video.index import index_videos
 
-    if not args.args or not args.store:
-        raise InputFileError("video index: give FOLDER... and --store DIR")
-    print(index_videos(args.args, args.store, model=args.model, device=args.device).summary())
+    print(index_videos(args.folders, args.store, model=args.model, device=args.device).summary())
     return 0
 
 
 def _search(args: argparse.Namespace) -> int:
     from clipworks.video.index import search_videos
 
-    if len(args.args) != 1 or not args.store:
-        raise InputFileError('video search: give one "TEXT" query and --store DIR')
-    hits = search_videos(args.store, args.args[0], k=args.k, device=args.device)
+    hits = search_videos(args.store, args.text, k=args.k, device=args.device)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
     for hit in hits if not args.json else ():
@@ -139,12 +165,10 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from clipworks.video.evaluate import classify_video
+    from clipworks.video.inference import classify_video
     from clipworks.video.model import video_model
 
-    if len(args.args) != 1:
-        raise InputFileError("video classify: give one VIDEO (a file or a folder of frames)")
-    path = Path(args.args[0])
+    path = Path(args.video)
     if not path.exists():
         raise InputFileError(f"{path}: no such file or folder")
     model = video_model(args.model, device=args.device)
@@ -157,3 +181,4 @@ def _classify(args: argparse.Namespace) -> int:
     for label, p in ranked if not args.json else ():
         print(f"{p:6.3f}  {label}")
     return 0
+

@@ -1,4 +1,4 @@
-"""`clipworks vqa train` (a VQA model on CLIP grid features), `clipworks vqa ask IMAGE "question"` and
+"""`clipworks vqa ask IMAGE "question"`, `clipworks vqa train --out DIR` (a VQA model on CLIP grid features) and
 `clipworks vqa eval` (accuracy per question type on generated held-out questions, or zero-shot CLIP)."""
 
 from __future__ import annotations
@@ -7,52 +7,55 @@ import argparse
 import json
 from pathlib import Path
 
-from clipworks.errors import InputFileError
+from clipworks.cli.common import add_actions, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from clipworks.vqa.config import VQATrainConfig as D
 
-    p = sub.add_parser("vqa", help="visual question answering on CLIP grid features (CLIP-ViL)",
-                       description='clipworks vqa train --out DIR [--encoder clip|scratch] [--fine-tune]\n'
-                                   'clipworks vqa ask IMAGE "question" [--model DIR]\n'
-                                   'clipworks vqa eval --model DIR | --zero-shot [--split heldout|train]',
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("train", "ask", "eval"))
-    p.add_argument("args", nargs="*", help="ask: IMAGE QUESTION")
-    p.add_argument("--model", default="default", help="'default' (shipped) or a trained VQA model directory")
-    p.add_argument("--top", type=int, default=3, help="ask: answers to show")
-    e = p.add_argument_group("eval")
-    e.add_argument("--zero-shot", action="store_true", help="eval zero-shot CLIP (--clip-model) instead of a VQA model")
+    actions = add_actions(sub, "vqa", "visual question answering on CLIP grid features (CLIP-ViL): ask, train, eval")
+
+    a = actions.add_parser("ask", help="answer a question about an image", description="The top answers with probabilities.")
+    a.add_argument("image", metavar="IMAGE")
+    a.add_argument("question", metavar="QUESTION")
+    _add_model(a)
+    a.add_argument("--top", type=positive_int, default=3, help="answers to show")
+    a.set_defaults(run=_ask)
+
+    e = actions.add_parser("eval", help="accuracy per question type on generated questions",
+                           description="A trained VQA model (--model), or zero-shot CLIP (--zero-shot).")
+    _add_model(e)
+    e.add_argument("--zero-shot", action="store_true", help="evaluate zero-shot CLIP (--clip-model) instead of a VQA model")
+    e.add_argument("--clip-model", default=D.clip_model, help="the CLIP model for --zero-shot")
     e.add_argument("--split", default="heldout", choices=("heldout", "train"),
                    help="heldout: scenes whose main object is an unseen colour-shape pair; train: new scenes of seen pairs")
-    e.add_argument("--size", type=int, default=2000, help="eval: generated questions")
-    e.add_argument("--json-out", help="eval: write the result JSON here")
-    t = p.add_argument_group("train")
-    t.add_argument("--out", help="train: run directory")
+    e.add_argument("--size", type=positive_int, default=2000, help="generated questions")
+    e.add_argument("--out", help="write the result JSON here")
+    e.set_defaults(run=_eval)
+
+    t = actions.add_parser("train", help="train a VQA model", description="Trains a VQA head on a CLIP image tower's grid.")
+    t.add_argument("--out", required=True, help="run directory (the model is written to OUT/model)")
     t.add_argument("--encoder", default=D.encoder, choices=("clip", "scratch"),
                    help="clip: the CLIP model's image tower; scratch: the same architecture, randomly initialised")
     t.add_argument("--fine-tune", action="store_true", help="train the image tower too (always, for scratch)")
     t.add_argument("--clip-model", default=D.clip_model)
-    t.add_argument("--image-size", type=int, default=D.image_size, help="input resolution of the grid features")
-    t.add_argument("--train-size", type=int, default=D.train_size, help="generated training questions")
-    t.add_argument("--steps", type=int, default=D.steps)
-    t.add_argument("--batch-size", type=int, default=D.batch_size)
-    t.add_argument("--lr", type=float, default=D.lr)
+    t.add_argument("--image-size", type=positive_int, default=D.image_size, help="input resolution of the grid features")
+    t.add_argument("--train-size", type=positive_int, default=D.train_size, help="generated training questions")
+    t.add_argument("--steps", type=positive_int, default=D.steps)
+    t.add_argument("--batch-size", type=positive_int, default=D.batch_size)
+    t.add_argument("--lr", type=positive_float, default=D.lr)
     t.add_argument("--resume", action="store_true")
-    p.set_defaults(run=run)
+    t.set_defaults(run=_train)
 
 
-def run(args: argparse.Namespace) -> int:
-    return {"train": _train, "ask": _ask, "eval": _eval}[args.action](args)
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' (shipped) or a trained VQA model directory")
 
 
 def _train(args: argparse.Namespace) -> int:
     from clipworks.vqa.config import VQATrainConfig
     from clipworks.vqa.train import train_vqa
 
-    if not args.out:
-        raise InputFileError("vqa train: --out DIR is required")
     cfg = VQATrainConfig(out=args.out, encoder=args.encoder, freeze_encoder=not (args.fine_tune or args.encoder == "scratch"),
                          clip_model=args.clip_model, image_size=args.image_size, train_size=args.train_size,
                          steps=args.steps, batch_size=args.batch_size, lr=args.lr)
@@ -62,13 +65,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _ask(args: argparse.Namespace) -> int:
     from clipworks.model.transforms import load_image
-    from clipworks.vqa.evaluate import ask
+    from clipworks.vqa.inference import ask
     from clipworks.vqa.model import load_vqa
 
-    if len(args.args) != 2:
-        raise InputFileError('vqa ask: give IMAGE and "QUESTION"')
-    image = load_image(Path(args.args[0]))  # checked before the model loads
-    for answer, p in ask(load_vqa(args.model), image, args.args[1], top=args.top):
+    image = load_image(Path(args.image))  # checked before the model loads
+    for answer, p in ask(load_vqa(args.model), image, args.question, top=args.top):
         print(f"{p:6.3f}  {answer}")
     return 0
 
@@ -90,6 +91,7 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"{result['model']} on {result['items']} {args.split} questions:")
     for kind, value in result["accuracy"].items():
         print(f"  {kind:<10} {100 * value:5.1f}%   (chance {100 * result['chance'][kind]:5.1f}%)")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0

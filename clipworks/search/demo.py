@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.serve:
         from clipworks.search.server import serve
 
-        serve(str(store), port=args.port)
+        serve(engine, port=args.port)  # no captioner: search imports no application
     else:
         print(f"browse it: clipworks serve --store {store}")
     return 0

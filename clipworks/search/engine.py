@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,11 @@ class SearchEngine:
     """A store opened for queries, with its model and a vector index rebuilt when the store has changed."""
 
     def __init__(self, store_dir: str | Path, device: str | None = None, model=None, preprocess=None, tokenizer=None,
-                 captioner: str = "default") -> None:
+                 describer: Callable[[Any], str] | None = None) -> None:
         self.store = Store(store_dir, create=False)
-        self.captioner_name = captioner  # loaded on the first `describe`
-        self._captioning: tuple[Any, Any, Any] | None = None  # (captioner, its CLIP model, preprocess)
+        # describer(PIL image) -> caption, for `describe`: given by the caller (the CLI builds one from a
+        # captioner), so that search needs no captioning code.
+        self.describer = describer
         self._descriptions: dict[tuple[int, str], str] = {}
         model_name = self.store.get_meta("model")
         if model_name is None:
@@ -166,39 +168,16 @@ class SearchEngine:
         order = np.argsort(-scores)[:k]
         return [(bank[i], float(scores[i])) for i in order]
 
-    # ------------------------------------------------------------ image -> caption (ClipCap)
+    # ------------------------------------------------------------ image -> caption
 
-    def _captioner(self) -> tuple[Any, Any, Any]:
-        """(captioner, the CLIP model it reads, its preprocess), loaded once; the CLIP model is the store's own
-        when the captioner was made for it."""
-        with self._lock:
-            if self._captioning is None:
-                from clipworks.captioning.evaluate import check_clip
-                from clipworks.captioning.model import load_captioner
-
-                device = next(self.model.parameters()).device
-                captioner = load_captioner(self.captioner_name, device=device)
-                if captioner.config.clip_model == self.model_name:
-                    clip, preprocess = self.model, self.preprocess
-                else:
-                    from clipworks.model.factory import create_model
-
-                    clip, preprocess = create_model(captioner.config.clip_model, device=device)
-                check_clip(captioner, clip)
-                self._captioning = (captioner, clip, preprocess)
-            return self._captioning
-
-    def describe(self, item_id: int | None = None, image=None, **decoding: Any) -> str:
-        """A caption written by the captioner for an indexed item or a PIL image. The store's embedding is used
-        when the captioner reads this store's model; otherwise the image is embedded by the captioner's CLIP."""
+    def describe(self, item_id: int | None = None, image=None) -> str:
+        """A caption written by the describer for an indexed item (remembered per file content) or a PIL image."""
         import io
 
-        import torch
-
-        from clipworks.captioning.evaluate import caption_embeddings
         from clipworks.model.transforms import decode_image
 
-        captioner, clip, preprocess = self._captioner()
+        if self.describer is None:
+            raise InputFileError("no captioner to describe images with")
         key = None
         if item_id is not None:
             found = self.store.items([item_id])
@@ -207,15 +186,10 @@ class SearchEngine:
             key = (item_id, found[0].sha256)
             if key in self._descriptions:
                 return self._descriptions[key]
-            if clip is self.model:
-                embedding = self.embedding_of(item_id)
-            else:
-                image = decode_image(io.BytesIO(read_item_bytes(found[0].path, self.store.roots())), found[0].path)
+            image = decode_image(io.BytesIO(read_item_bytes(found[0].path, self.store.roots())), found[0].path)
         elif image is None:
             raise InputFileError("describe: give an item id or an image")
-        if image is not None:
-            embedding = embed_images(clip, preprocess, [image]).numpy()[0]
-        caption = caption_embeddings(captioner, torch.tensor(np.asarray(embedding), dtype=torch.float32)[None], **decoding)[0]
+        caption = self.describer(image)
         if key is not None:
             self._descriptions[key] = caption
         return caption

@@ -269,12 +269,10 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
     return app
 
 
-def serve(store_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          captioner: str = "default", allow_hosts: Sequence[str] = ()) -> None:
-    """Open the store and serve until interrupted; bound to anything but loopback, with a token it prints."""
+def serve(engine: SearchEngine, host: str = "127.0.0.1", port: int = 8000, allow_hosts: Sequence[str] = ()) -> None:
+    """Serve an opened store until interrupted; bound to anything but loopback, with a token it prints."""
     import uvicorn
 
-    engine = SearchEngine(store_dir, device=device, captioner=captioner)
     engine.index()  # build or load the index before the first request
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -292,5 +290,5 @@ def serve(store_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
               "search and view the indexed images; put it behind a TLS reverse proxy to leave this machine",
               file=sys.stderr)
         url += f"?token={token}"
-    print(f"clipworks: serving {store_dir} ({len(engine.store)} images) on {url}", flush=True)
+    print(f"clipworks: serving {engine.store.directory} ({len(engine.store)} images) on {url}", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -1,4 +1,5 @@
-"""Scoring VQA: accuracy per question type and overall, for a trained VQA model or for zero-shot CLIP.
+"""Scoring VQA: accuracy per question type and overall, for a trained VQA model (answering with
+`inference.predict`) or for zero-shot CLIP.
 
 Zero-shot CLIP answers as CLIP-ViL tested it: each candidate answer becomes a prompt "question: Q answer: A",
 and the prompt most similar to the image wins. Candidates are the answers of the question's kind (colours
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from clipworks.data.world import COLOURS, SHAPES, SIZES
-from clipworks.errors import InputFileError
+from clipworks.vqa.inference import predict
 from clipworks.vqa.questions import COUNTS, TYPES, YES_NO
 
 TEST_SEED = 1  # test items: other scenes than training's (seed 0)
@@ -51,21 +52,6 @@ def _mean_by_type(values: list[float], types: list[str]) -> dict[str, float]:
         by[t].append(v)
     out = {t: float(np.mean(by[t])) for t in TYPES if by[t]}
     out["overall"] = float(np.mean(values))
-    return out
-
-
-@torch.no_grad()
-def predict(model, images: np.ndarray, questions: list[str], batch_size: int = 256) -> list[str]:
-    """The VQA model's answers for uint8 images [N, H, W, 3] at its input size and their questions."""
-    from clipworks.vqa.data import to_input
-
-    model.eval()
-    mean, std = model.normalisation()
-    out: list[str] = []
-    for start in range(0, len(questions), batch_size):
-        x = to_input(images[start:start + batch_size], mean, std)
-        logits = model(x, model.tokenize(questions[start:start + batch_size]))
-        out += [model.config.answers[i] for i in logits.argmax(dim=-1).tolist()]
     return out
 
 
@@ -109,18 +95,3 @@ def zero_shot_vqa(clip, split: str = "heldout", size: int = 2000, seed: int = TE
         predicted.append(candidates[int((text @ image_features[i]).argmax())])
     return {"split": split, "items": size, "accuracy": accuracy_by_type(predicted, data.answers, data.types),
             "chance": chance_by_type(data.questions, data.types)}
-
-
-@torch.no_grad()
-def ask(model, image, question: str, top: int = 3) -> list[tuple[str, float]]:
-    """The model's `top` answers with probabilities for a PIL image and a question."""
-    from clipworks.vqa.model import preprocess_for
-
-    if not question.strip():
-        raise InputFileError("empty question")
-    model.eval()
-    x = preprocess_for(model.config, model.preprocess_config)(image).unsqueeze(0)
-    probs = model(x, model.tokenize([question])).softmax(dim=-1)[0]
-    order = probs.argsort(descending=True)[:top].tolist()
-    return [(model.config.answers[i], float(probs[i])) for i in order]
-
