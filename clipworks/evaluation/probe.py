@@ -64,14 +64,27 @@ def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nda
     return np.array(sorted(train)), np.array(sorted(val))
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                 n_classes: int, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
-    """Sweep C on a stratified validation split of the training features, refit on all of them, score test."""
+def fit_probe(train_x: np.ndarray, train_y: np.ndarray, val_fraction: float = 0.2, seed: int = 0):
+    """A probe with C swept on a stratified validation split of the training features, refit on all of them
+    (its `C_` and `sweep_` attributes say what was chosen)."""
     tr, va = _stratified_split(train_y, val_fraction, seed)
     c, sweep = select_c(train_x[tr], train_y[tr], train_x[va], train_y[va])
     model = _fit(train_x, train_y, c)
+    model.C_, model.sweep_ = float(c), [[float(k), v] for k, v in sweep.items()]
+    return model
+
+
+def probe_scores(model, x: np.ndarray, n_classes: int) -> torch.Tensor:
+    """[N, n_classes] class probabilities of a fitted probe."""
+    return _scores(model, x, n_classes)
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                 n_classes: int, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+    """Sweep C on a stratified validation split of the training features, refit on all of them, score test."""
+    model = fit_probe(train_x, train_y, val_fraction, seed)
     metrics = classification_metrics(_scores(model, test_x, n_classes), torch.from_numpy(test_y))
-    return {"metrics": metrics, "C": float(c), "sweep": [[float(k), v] for k, v in sweep.items()],
+    return {"metrics": metrics, "C": model.C_, "sweep": model.sweep_,
             "n_train": int(len(train_y)), "n_test": int(len(test_y))}
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from clipworks.data.styles import COLOURLESS_STYLES, HELDOUT_STYLES, STYLES, TRAIN_STYLES
 from clipworks.data.world import COLOURS, SHAPES, single_object_dataset
 from clipworks.evaluation.features import embed_images
-from clipworks.evaluation.probe import linear_probe
+from clipworks.evaluation.probe import probe_scores
 from clipworks.evaluation.world_tasks import aro_world, retrieval_world
 from clipworks.evaluation.zeroshot import accuracy, build_classifier, classification_metrics, load_templates
 
@@ -65,12 +65,14 @@ def zero_shot_by_style(model, preprocess, tokenizer, sets: dict[str, dict[str, A
 
 def probe_by_style(model, preprocess, train: dict[str, Any], sets: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """A linear probe (L2 logistic regression, C swept) on the image tower's features, fit on train styles."""
+    from clipworks.evaluation.probe import fit_probe
+
     x = embed_images(model, preprocess, train["images"]).numpy()
-    y = train["shape"].numpy()
+    probe = fit_probe(x, train["shape"].numpy())  # C chosen once on a validation split of the train styles
     out = {}
     for style, s in sets.items():
-        features = embed_images(model, preprocess, s["images"]).numpy()
-        out[style] = {"shape": linear_probe(x, y, features, s["shape"].numpy(), len(SHAPES))["metrics"]["top1"]}
+        scores = probe_scores(probe, embed_images(model, preprocess, s["images"]).numpy(), len(SHAPES))
+        out[style] = {"shape": classification_metrics(scores, s["shape"], topk=(1,))["top1"]}
     return out
 
 
