@@ -79,7 +79,7 @@ def probe_by_style(model, preprocess, train: dict[str, Any], sets: dict[str, dic
 class SmallCNN(nn.Module):
     """The from-scratch supervised baseline: four conv blocks, global pooling, a linear classifier."""
 
-    def __init__(self, classes: int = len(SHAPES), width: int = 32) -> None:
+    def __init__(self, classes: int = len(SHAPES), width: int = 16) -> None:
         super().__init__()
         layers, channels = [], 3
         for out in (width, 2 * width, 4 * width, 4 * width):
@@ -106,7 +106,7 @@ def _pixels(images, train: bool, seed: int = 0) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train_cnn(train: dict[str, Any], steps: int, batch_size: int = 128, seed: int = 0) -> SmallCNN:
+def train_cnn(train: dict[str, Any], steps: int, batch_size: int = 64, seed: int = 0) -> SmallCNN:
     """Cross-entropy on the train styles' shape labels, Adam with cosine decay."""
     from tqdm import tqdm
 
@@ -117,7 +117,7 @@ def train_cnn(train: dict[str, Any], steps: int, batch_size: int = 128, seed: in
     n = len(train["images"])
     rng = np.random.default_rng(seed)
     for step in tqdm(range(steps), desc="supervised CNN", unit="step"):
-        idx = rng.choice(n, batch_size, replace=False)
+        idx = rng.choice(n, min(batch_size, n), replace=False)
         x = _pixels([train["images"][i] for i in idx], train=True, seed=seed * 100003 + step)
         loss = F.cross_entropy(model(x), train["shape"][idx])
         opt.zero_grad()
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="another CLIP model to measure zero-shot (e.g. v1=runs/v1/model); repeatable")
     parser.add_argument("--n", type=int, default=1000, help="images per style")
     parser.add_argument("--train-images", type=int, default=8000, help="train-style images for the supervised baselines")
-    parser.add_argument("--cnn-steps", type=int, default=1500)
+    parser.add_argument("--cnn-steps", type=int, default=600)
     args = parser.parse_args(argv)
 
     import clipworks
