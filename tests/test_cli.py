@@ -208,7 +208,7 @@ def test_index_into_a_store_that_cannot_be_created_names_the_path(photos, tmp_pa
     blocker.write_text("")
     store = blocker / "store"
     code, err, _ = _cli(["index", str(photos[0].parent), "--store", str(store)], capsys)
-    assert code == 1 and err == [f"clipworks: error: {store}: Not a directory"]
+    assert code == 1 and err == [f"clipworks: error: {store}: cannot write the store here (Not a directory)"]
 
 
 def test_output_piped_into_a_closed_reader_stops_quietly():

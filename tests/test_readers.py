@@ -423,8 +423,8 @@ def test_captions_in_cp1252_and_utf16_read_the_same_by_training_and_by_indexing(
 
     trained_folder = {stem(s.key): s.captions for s in ImageTextFolder(tmp_path / "photos")}
     trained_shard = {stem(s.key): s.captions for s in WebDatasetShards(str(tmp_path / "shard.tar"))}
-    indexed_folder = {stem(e.path): e.caption() for e in index_walk(tmp_path / "photos")}
-    indexed_shard = {stem(e.path): e.caption() for e in index_walk(tmp_path / "shard.tar")}
+    indexed_folder = {stem(e.path): e.metadata()["caption"] for e in index_walk(tmp_path / "photos")}
+    indexed_shard = {stem(e.path): e.metadata()["caption"] for e in index_walk(tmp_path / "shard.tar")}
     assert trained_folder == trained_shard == expected
     assert indexed_folder == indexed_shard == {k: "\n".join(v) for k, v in expected.items()}
 
