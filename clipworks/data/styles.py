@@ -102,15 +102,11 @@ def sample_background(rng, inks: list[tuple[int, int, int]], photos: tuple[str, 
         spread = rng.uniform(0.05, 0.25) if kind != "plain" else 0.0
         val2 = min(max(val + rng.choice((-1, 1)) * spread, 0.0), 1.0)
         c1, c2 = _rgb(hue, sat, val), _rgb((hue + rng.uniform(-0.06, 0.06)) % 1.0, sat, val2)
-        if all(_distance(c, ink) >= MIN_CONTRAST for c in (c1, c2) for ink in inks):
+        if all(math.dist(c, ink) >= MIN_CONTRAST for c in (c1, c2) for ink in inks):
             break
     period = {"stripes": rng.uniform(0.06, 0.25), "checker": rng.uniform(0.06, 0.25), "noise": rng.uniform(0.1, 0.35),
               "paper": rng.uniform(0.02, 0.06)}
     return Background(kind, c1, c2, rng.uniform(0, 360), period.get(kind, 1.0))
-
-
-def _distance(a, b) -> float:
-    return math.dist(a, b)
 
 
 @lru_cache(maxsize=None)
