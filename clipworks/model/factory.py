@@ -89,6 +89,24 @@ def create_model(
     return model, image_transform(config.preprocess, train=False)
 
 
+def resize_image_input(model: CLIP, image_size: int) -> CLIP:
+    """A copy of `model` built for `image_size`-pixel inputs (config and preprocessing), its image position
+    embedding resized to the new grid as open_clip's resize_pos_embed does; for fine-tuning at another resolution."""
+    from clipworks.model.layers import resize_position_embedding
+
+    config = model.config
+    config = replace(config, vision=replace(config.vision, image_size=image_size),
+                     preprocess=replace(config.preprocess, image_size=image_size))
+    resized = CLIP(config).to(model.device)
+    state = model.state_dict()
+    for key, target in resized.state_dict().items():
+        if key.startswith("image_tower.") and key.endswith("positional_embedding") and state[key].shape != target.shape:
+            grid = int(round((target.shape[0] - 1) ** 0.5))
+            state[key] = resize_position_embedding(state[key], (grid, grid))
+    resized.load_state_dict(state)
+    return resized.eval()
+
+
 def get_tokenizer(name_or_model: str | os.PathLike | CLIP) -> Tokenizer:
     """The tokenizer for a model, architecture name or checkpoint path, bound to its context length."""
     if isinstance(name_or_model, CLIP):

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+STAGE3_STEPS = 800
+
 STAGES: tuple[dict, ...] = (
     dict(  # stage 1: the classic world (what shipped as the first default model)
         model="RN-Tiny-64",
@@ -29,6 +31,12 @@ STAGES: tuple[dict, ...] = (
         data="world:size=2000000,styles=train,grayscale=0.4,hard_negatives=true",
         steps=1500, batch_size=256, lr=5e-4, min_lr=1e-5, warmup=50, weight_decay=0.1, seed=0,
         num_workers=2, checkpoint_every=100,
+    ),
+    dict(  # stage 3: 96-pixel inputs (a 3x3 final grid), word-order-focused captions, fresh samples
+        image_size=96,
+        data="world:size=2000000,seed=3,image_size=96,styles=train,grayscale=0.4,hard_negatives=true,order_focus=0.25",
+        steps=STAGE3_STEPS, batch_size=256, lr=3e-4, min_lr=1e-5, warmup=30, weight_decay=0.1, seed=3,
+        num_workers=2, checkpoint_every=50,
     ),
 )
 
@@ -43,6 +51,21 @@ def export(run_dir: Path, destination: Path) -> Path:
     return model.save_pretrained(destination, dtype=torch.float16)
 
 
+def start_point(previous: Path, stage: dict, out: Path) -> Path:
+    """The weights a stage starts from: the previous stage's export, resized when the stage sets `image_size`."""
+    if "image_size" not in stage:
+        return previous
+    if (out / "start").is_dir():  # made when the stage first started
+        return out / "start"
+    import torch
+
+    import clipworks
+    from clipworks.model.factory import resize_image_input
+
+    model, _ = clipworks.create_model(previous, device="cpu")
+    return resize_image_input(model, stage["image_size"]).save_pretrained(out / "start", dtype=torch.float16)
+
+
 def train_stages(run: Path) -> Path:
     """Run the stages in `run`/stage1, `run`/stage2: a finished stage (its model/ written) is kept, an
     interrupted one continues exactly from its checkpoint. Returns the last stage's run directory."""
@@ -52,7 +75,9 @@ def train_stages(run: Path) -> Path:
     start = None
     for k, stage in enumerate(STAGES, 1):
         out = run / f"stage{k}"
-        recipe = dict(stage) if start is None else {**stage, "model": str(start)}
+        recipe = {key: value for key, value in stage.items() if key != "image_size"}
+        if start is not None:
+            recipe["model"] = str(start_point(start, stage, out))
         if not (out / "model").is_dir():
             train(TrainConfig(out=str(out), **recipe), resume=(out / CHECKPOINT_FILE).is_file())
         start = export(out, out / "model-fp16")
