@@ -15,7 +15,7 @@ class CaptionTrainConfig:
     out: str
     clip_model: str = "default"
     data: str = "world"
-    data_options: dict[str, Any] = field(default_factory=lambda: {"size": 20000})
+    data_options: dict[str, Any] = field(default_factory=lambda: {"size": 40000, "styles": "train"})
     mapper: str = "mlp"
     prefix_length: int = 10
     freeze_lm: bool = False

@@ -20,10 +20,12 @@ from clipworks.model.clip import CLIP
 
 
 def zero_shot_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 1,
-                    split: str = "heldout", styles: str | Sequence[str] = "classic") -> dict[str, Any]:
+                    split: str = "heldout", styles: str | Sequence[str] = "classic", image_size: int = 64
+                    ) -> dict[str, Any]:
     """Shape and colour accuracy on single-object scenes; on 'heldout' every pair is unseen in training.
-    `styles` picks the drawing styles (`clipworks.data.styles`); colour is left out where they have none."""
-    data = single_object_dataset(n, seed=seed, split=split, styles=styles)
+    `styles` picks the drawing styles (`clipworks.data.styles`); colour is left out where they have none.
+    Scenes are rendered at `image_size` pixels (the model's preprocessing resizes them to its input)."""
+    data = single_object_dataset(n, seed=seed, split=split, styles=styles, image_size=image_size)
     samples = [data[i] for i in range(n)]
     features = embed_images(model, preprocess, [s.image for s in samples])
     result: dict[str, Any] = {"n": n, "split": split, "styles": styles if isinstance(styles, str) else list(styles)}
@@ -36,12 +38,12 @@ def zero_shot_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: i
 
 
 def retrieval_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 2,
-                    split: str = "heldout", styles: str | Sequence[str] = "classic"
+                    split: str = "heldout", styles: str | Sequence[str] = "classic", image_size: int = 64
                     ) -> tuple[dict[str, float], list[Any], list[str], torch.Tensor]:
     """Recall@K over n scenes, each paired with its most specific (longest) caption.
 
     Returns (metrics, samples, captions, similarity matrix [images, captions]) for plotting."""
-    data = WorldDataset(n, seed=seed, split=split, styles=styles)
+    data = WorldDataset(n, seed=seed, split=split, styles=styles, image_size=image_size)
     samples = [data[i] for i in range(n)]
     captions = [max(s.captions, key=len) for s in samples]
     image_features = embed_images(model, preprocess, [s.image for s in samples])
@@ -64,7 +66,7 @@ def _two_object_scenes(n: int, seed: int, styles: str | Sequence[str], keep: Cal
 
 
 def aro_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1000, seed: int = 3,
-              styles: str | Sequence[str] = "train") -> dict[str, Any]:
+              styles: str | Sequence[str] = "train", image_size: int = 64) -> dict[str, Any]:
     """ARO-style order tests on two-object scenes: how often the true caption outscores its swapped twin.
 
     relation: "a red circle to the left of a blue square" vs "a blue square to the left of a red circle";
@@ -88,7 +90,7 @@ def aro_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1
             else:
                 true.append(f"{world_lib._name(a)} and {world_lib._name(b)}")
                 swapped.append(f"{world_lib._a(f'{b.colour} {a.shape}')} and {world_lib._a(f'{a.colour} {b.shape}')}")
-        images = embed_images(model, preprocess, [world_lib.render(s, 64) for s in scenes])
+        images = embed_images(model, preprocess, [world_lib.render(s, image_size) for s in scenes])
         t_true, t_swapped = embed_texts(model, tokenizer, true), embed_texts(model, tokenizer, swapped)
         wins = ((images * t_true).sum(-1) > (images * t_swapped).sum(-1)).double()
         result[task] = wins.mean().item()
