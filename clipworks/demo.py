@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the figure and JSON go")
     parser.add_argument("--model", default="default", help="model name or checkpoint path")
     parser.add_argument("--n", type=int, default=1000, help="held-out scenes per task")
+    parser.add_argument("--render", type=int, default=64, help="pixels the scenes are drawn at (resized to the model's input)")
     args = parser.parse_args(argv)
 
     from clipworks.errors import report_errors
@@ -76,14 +77,17 @@ def _run(args: argparse.Namespace) -> int:
           f"{model.config.vision.image_size}px input)")
     from clipworks.data.styles import HELDOUT_STYLES
 
-    zs = {"held-out pairs, train styles": zero_shot_world(model, preprocess, tokenizer, n=args.n, styles="train")}
+    size = args.render
+    zs = {"held-out pairs, train styles": zero_shot_world(model, preprocess, tokenizer, n=args.n, styles="train",
+                                                          image_size=size)}
     for style in HELDOUT_STYLES:
         zs[f"held-out style: {style}"] = zero_shot_world(model, preprocess, tokenizer, n=args.n, split="train",
-                                                          styles=(style,))
-    rt, samples, captions, sims = retrieval_world(model, preprocess, tokenizer, n=args.n, styles="train")
-    aro = aro_world(model, preprocess, tokenizer, n=args.n)
+                                                          styles=(style,), image_size=size)
+    rt, samples, captions, sims = retrieval_world(model, preprocess, tokenizer, n=args.n, styles="train", image_size=size)
+    aro = aro_world(model, preprocess, tokenizer, n=args.n, image_size=size)
 
-    print(f"\nZero-shot on {args.n} single-object scenes per row, never seen in training (8 classes each)")
+    print(f"\nZero-shot on {args.n} single-object scenes per row drawn at {size} px, never seen in training "
+          "(8 classes each)")
     print(f"  {'scenes':<30}{'shape':>8}{'top-3':>8}{'colour':>8}")
     for name, r in zs.items():
         print(f"  {name:<30}{r['shape']['top1']:>8.1%}{r['shape']['top3']:>8.1%}{r['colour']['top1']:>8.1%}")
@@ -99,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "heldout_top_captions.png"
     _figure(samples, captions, sims, figure)
-    results = {"model": args.model, "zero_shot": zs, "retrieval": rt, "aro": aro,
+    results = {"model": args.model, "render_px": size, "zero_shot": zs, "retrieval": rt, "aro": aro,
                "seconds": round(time.perf_counter() - t0, 1)}
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nfigure: {figure}\nresults: {args.out / 'results.json'} ({results['seconds']} s)")

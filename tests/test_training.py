@@ -58,7 +58,7 @@ def _single_process(accum: int, negatives: bool = False) -> tuple[float, dict[st
     model = _model()
     feats = FeatureModel(model)
     micro = _micro(_batch(negatives), accum)
-    loss = contrastive_step(feats, feats, ClipLoss(), micro, contextlib.nullcontext)
+    loss = contrastive_step(feats, feats, ClipLoss(0.5 if negatives else 0.0), micro, contextlib.nullcontext)
     return float(loss), _grads(model)
 
 
@@ -71,7 +71,7 @@ def _rank_worker(rank: int, world: int, port: int, accum: int, out: str, negativ
     ddp = torch.nn.parallel.DistributedDataParallel(feats)
     local = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
     micro = _micro(_batch(negatives), accum, local)
-    loss = contrastive_step(ddp, feats, ClipLoss(), micro, contextlib.nullcontext)
+    loss = contrastive_step(ddp, feats, ClipLoss(0.5 if negatives else 0.0), micro, contextlib.nullcontext)
     dist.all_reduce(loss)
     if rank == 0:
         torch.save({"loss": float(loss) / world, "grads": _grads(model)}, out)
@@ -112,6 +112,11 @@ def test_hard_negatives_are_extra_image_to_text_columns():
                 + torch.nn.functional.cross_entropy(s * txt @ img.t(), labels)) / 2
     assert torch.allclose(loss, expected, atol=1e-6)
     assert loss > ClipLoss()(img, txt, scale)  # negatives can only add to the image->text loss
+
+    # negative_weight adds a two-way (caption vs its twin) cross-entropy, averaged over samples that have a twin
+    pair = torch.stack([s * (img * txt).sum(-1), s * (img * neg).sum(-1)], dim=1)
+    two_way = torch.nn.functional.cross_entropy(pair, torch.zeros(4, dtype=torch.long), reduction="none")[valid].mean()
+    assert torch.allclose(ClipLoss(0.5)(img, txt, scale, neg, valid), expected + 0.5 * two_way, atol=1e-6)
 
 
 def test_warmup_cosine_schedule():

@@ -50,6 +50,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
+    hard_negative_weight: float = 0.0  # > 0: a two-way caption-vs-twin loss beside InfoNCE (see ClipLoss)
 
 
 class FeatureModel(nn.Module):
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     wrapped: nn.Module = features
     if world.distributed:
         wrapped = nn.parallel.DistributedDataParallel(features, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = ClipLoss()
+    loss_fn = ClipLoss(cfg.hard_negative_weight)
     use_amp = device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
 

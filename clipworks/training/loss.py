@@ -42,7 +42,15 @@ class ClipLoss(nn.Module):
 
     On rank r of W, the loss covers this rank's rows against all columns and is scaled so that DDP's
     average of gradients over ranks equals the gradient of the global loss.
+
+    `negative_weight` > 0 adds, for each sample with a hard negative, a two-way cross-entropy of the image
+    between its caption and that caption's false twin (weighted, averaged over samples that have one), so
+    the few captions that differ only in word order are not drowned among hundreds of easy columns.
     """
+
+    def __init__(self, negative_weight: float = 0.0) -> None:
+        super().__init__()
+        self.negative_weight = negative_weight
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 negative_features: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,4 +70,15 @@ class ClipLoss(nn.Module):
             negatives = (scale * image_features @ all_negatives.t()).masked_fill(~all_valid[None, :], float("-inf"))
             logits_per_image = torch.cat([logits_per_image, negatives], dim=1)
         logits_per_text = scale * text_features @ all_images.t()
-        return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+        loss = (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+        if negative_features is not None and self.negative_weight > 0:
+            valid = (negative_valid if negative_valid is not None else torch.ones(n_local, dtype=torch.bool)).to(loss.device)
+            pair = scale * torch.stack([(image_features * text_features).sum(-1),
+                                        (image_features * negative_features).sum(-1)], dim=1)
+            per_sample = F.cross_entropy(pair, torch.zeros(n_local, dtype=torch.long, device=loss.device), reduction="none")
+            count, ranks = valid.sum().float(), 1
+            if dist.is_available() and dist.is_initialized():  # the mean over every rank's twins, as one process
+                count, ranks = count.clone(), dist.get_world_size()
+                dist.all_reduce(count)
+            loss = loss + self.negative_weight * ranks * (per_sample * valid).sum() / count.clamp(min=1)
+        return loss

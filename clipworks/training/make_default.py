@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-STAGE3_STEPS = 800
+STAGE3_STEPS = 500
 
 STAGES: tuple[dict, ...] = (
     dict(  # stage 1: the classic world (what shipped as the first default model)
@@ -32,9 +32,10 @@ STAGES: tuple[dict, ...] = (
         steps=1500, batch_size=256, lr=5e-4, min_lr=1e-5, warmup=50, weight_decay=0.1, seed=0,
         num_workers=2, checkpoint_every=100,
     ),
-    dict(  # stage 3: 96-pixel inputs (a 3x3 final grid), word-order-focused captions, fresh samples
+    dict(  # stage 3: 96-pixel inputs (a 3x3 final grid), word-order captions weighted against their twins
         image_size=96,
         data="world:size=2000000,seed=3,image_size=96,styles=train,grayscale=0.4,hard_negatives=true,order_focus=0.25",
+        hard_negative_weight=1.0,
         steps=STAGE3_STEPS, batch_size=256, lr=3e-4, min_lr=1e-5, warmup=30, weight_decay=0.1, seed=3,
         num_workers=2, checkpoint_every=50,
     ),
