@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import clipworks
-    from clipworks.evaluation.world_tasks import aro_world, retrieval_world, zero_shot_world
+    from clipworks.evaluation.world_tasks import aro_world, order_probe_world, retrieval_world, zero_shot_world
 
     t0 = time.perf_counter()
     model, preprocess = clipworks.create_model(args.model)
@@ -85,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
                                                           styles=(style,), image_size=size)
     rt, samples, captions, sims = retrieval_world(model, preprocess, tokenizer, n=args.n, styles="train", image_size=size)
     aro = aro_world(model, preprocess, tokenizer, n=args.n, image_size=size)
+    aro["probe"] = order_probe_world(model, preprocess, tokenizer, n=3 * args.n, image_size=size)
 
     print(f"\nZero-shot on {args.n} single-object scenes per row drawn at {size} px, never seen in training "
           "(8 classes each)")
@@ -99,6 +100,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\nWord order (ARO-style, {args.n} two-object scenes; chance 50%): the true caption scores above its twin")
     print(f"  relation swaps ('{aro['relation_example'][1]}')  {aro['relation']:.1%}")
     print(f"  attribute swaps ('{aro['attribute_example'][1]}')  {aro['attribute']:.1%}")
+    probe = aro["probe"]
+    print(f"  which colour is on the left, read by a linear probe ({probe['test']} test scenes, majority "
+          f"{probe['majority']:.1%}): from the image embedding {probe['image']:.1%}, from the caption's {probe['caption']:.1%}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / "heldout_top_captions.png"

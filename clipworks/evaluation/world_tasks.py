@@ -96,3 +96,30 @@ def aro_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 1
         result[task] = wins.mean().item()
         result[f"{task}_example"] = [true[0], swapped[0]]
     return result
+
+
+def order_probe_world(model: CLIP, preprocess: Callable, tokenizer: Callable, n: int = 3000, seed: int = 4,
+                      styles: str | Sequence[str] = "train", image_size: int = 64) -> dict[str, Any]:
+    """Is "which colour is on the left" in the embeddings at all? Two-object scenes with a left-of relation
+    between different colours; a logistic-regression probe (fit on 2/3, scored on the rest) predicts whether
+    the left object's colour name sorts first, from the image embedding and from the embedding of the caption
+    "<left> to the left of <right>". Chance is about 50%; an embedding that binds colour to position reaches
+    near 100%, one that holds only the bag of colours stays at chance."""
+    from sklearn.linear_model import LogisticRegression
+
+    scenes = _two_object_scenes(n, seed, styles, lambda s: any(r == "left of" for _, r, _ in s.relations()))
+    labels, captions = [], []
+    for scene in scenes:
+        i, _, j = next(t for t in scene.relations() if t[1] == "left of")
+        left, right = scene.objects[i], scene.objects[j]
+        labels.append(int(left.colour < right.colour))
+        captions.append(f"{world_lib._name(left)} to the left of {world_lib._name(right)}")
+    images = embed_images(model, preprocess, [world_lib.render(s, image_size) for s in scenes]).numpy()
+    texts = embed_texts(model, tokenizer, captions).numpy()
+    cut = 2 * n // 3
+    result: dict[str, Any] = {"n": n, "test": n - cut}
+    for name, x in (("image", images), ("caption", texts)):
+        probe = LogisticRegression(C=10.0, max_iter=3000).fit(x[:cut], labels[:cut])
+        result[name] = float(probe.score(x[cut:], labels[cut:]))
+    result["majority"] = max(sum(labels[cut:]), n - cut - sum(labels[cut:])) / (n - cut)
+    return result
