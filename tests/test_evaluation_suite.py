@@ -218,7 +218,7 @@ def test_eval_cli_unknown_task_lists_the_tasks(tmp_path):
 
 
 def test_bag_of_words_targets():
-    from clipworks.evaluation.claims import bag_of_words_targets
+    from clipworks.experiments.claims import bag_of_words_targets
 
     tokens = torch.tensor([[1, 5, 7, 5, 2, 0, 0], [1, 9, 2, 0, 0, 0, 0]])
     t = bag_of_words_targets(tokens, 12, special=(0, 1, 2))
@@ -228,7 +228,7 @@ def test_bag_of_words_targets():
 
 @pytest.mark.slow
 def test_claims_report_quick_run(tmp_path):
-    from clipworks.evaluation.claims import main
+    from clipworks.experiments.claims import main
 
     assert main(["--out", str(tmp_path), "--quick"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())

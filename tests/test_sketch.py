@@ -111,7 +111,7 @@ def _world_object(index: int = 0):
 
 def test_auto_mask_finds_the_object_and_saliency_starts_on_it():
     import clipworks
-    from clipworks.sketch.init import auto_mask, edge_map, relevance_map, start_points
+    from clipworks.sketch.initialise import auto_mask, edge_map, relevance_map, start_points
 
     scene, image, truth = _world_object()
     mask = auto_mask(image / 255.0)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clipworks.errors import CheckpointError, ConfigError
-from clipworks.packaged import load_weights, parameter_counts, read_config, resolve, save_weights
+from clipworks.weights import load_weights, parameter_counts, read_config, resolve, save_weights
 
 MAPPERS = ("mlp", "transformer")
 CONFIG_FILE = "clipcap_config.json"

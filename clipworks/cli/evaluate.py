@@ -96,6 +96,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _claims(args: argparse.Namespace) -> int:
-    from clipworks.evaluation.claims import main as claims
+    from clipworks.experiments.claims import main as claims
 
     return claims(["--out", args.out, "--model", args.model] + (["--quick"] if args.quick else []))

@@ -64,7 +64,7 @@ class SketchResult:
 def prepare_target(image: Image.Image, canvas: int, mask: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(image [canvas, canvas, 3] in [0, 1] with the background made white, mask [canvas, canvas] bool):
     the image is padded to a square on white and resized."""
-    from clipworks.sketch.init import auto_mask
+    from clipworks.sketch.initialise import auto_mask
 
     image = image.convert("RGB")
     side = max(image.size)
@@ -82,7 +82,7 @@ def prepare_target(image: Image.Image, canvas: int, mask: str = "auto") -> tuple
 
 def _padded_mask(path: str, image: Image.Image, side: int, canvas: int) -> np.ndarray:
     """A user's mask at the image's size, padded to the square like the image (outside = background)."""
-    from clipworks.sketch.init import load_mask
+    from clipworks.sketch.initialise import load_mask
 
     m = Image.fromarray(load_mask(path, image.size).astype(np.uint8) * 255)
     square = Image.new("L", (side, side), 0)
@@ -95,7 +95,7 @@ def sketch_image(image: Image.Image, config: SketchConfig | None = None, clip=No
     from tqdm import tqdm
 
     from clipworks.model.factory import create_model
-    from clipworks.sketch.init import edge_map, relevance_map, start_points, strokes_around
+    from clipworks.sketch.initialise import edge_map, relevance_map, start_points, strokes_around
     from clipworks.sketch.losses import SketchLoss
     from clipworks.sketch.raster import render, to_rgb
 

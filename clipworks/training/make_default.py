@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-training", action="store_true", help="export an already finished run (RUN/stage2)")
     args = parser.parse_args(argv)
 
-    from clipworks.demo import main as demo
+    from clipworks.evaluation.world_report import main as demo
     from clipworks.model.factory import shipped_model_path
 
     last = args.run / f"stage{len(STAGES)}" if args.skip_training else train_stages(args.run)

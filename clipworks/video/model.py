@@ -209,7 +209,7 @@ class VideoCLIP(nn.Module):
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """video_config.json and model.safetensors; `load_video_model(directory)` reads them back."""
-        from clipworks.packaged import save_weights
+        from clipworks.weights import save_weights
 
         out = save_weights(self.stored_state(), directory, dtype)
         (out / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
@@ -220,7 +220,7 @@ def load_video_model(path: str | Path = "default", device: str | None = None) ->
     """A saved video model directory (from `save_pretrained` or `clipworks video train`), or a shipped one by
     name; its CLIP model is loaded by the name in its config."""
     from clipworks.model.factory import create_model
-    from clipworks.packaged import load_weights, read_config, resolve
+    from clipworks.weights import load_weights, read_config, resolve
 
     directory = resolve(path, "clipworks.video")
     raw = read_config(directory, CONFIG_FILE, "video model")
@@ -240,7 +240,7 @@ def load_video_model(path: str | Path = "default", device: str | None = None) ->
 def video_model(name: str | Path = "default", method: str = "meanP", device: str | None = None) -> VideoCLIP:
     """A video model: a saved video model directory, or any CLIP model (name, path) wrapped untrained with `method`
     (meanP: zero-shot CLIP on frames)."""
-    from clipworks.packaged import resolve
+    from clipworks.weights import resolve
 
     path = resolve(str(name), "clipworks.video")
     if path.is_dir() and (path / CONFIG_FILE).is_file():

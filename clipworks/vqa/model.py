@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipworks.errors import CheckpointError, ConfigError
-from clipworks.packaged import load_weights, parameter_counts, read_config, resolve, save_weights
+from clipworks.weights import load_weights, parameter_counts, read_config, resolve, save_weights
 from clipworks.vqa.questions import ANSWERS
 
 ENCODERS = ("clip", "scratch")

@@ -1,5 +1,6 @@
-"""Directories of small trained models (a config JSON + model.safetensors): the ones shipped inside the
-package by name, and reading one back into a model with clear errors. Used by the captioner and VQA models."""
+"""Weights and config of small trained models, saved as a directory (a config JSON + model.safetensors): the
+ones shipped inside a package by name, and reading one back into a model with clear errors. Used by the
+captioning, VQA and video models."""
 
 from __future__ import annotations
 
