@@ -2,11 +2,12 @@
 
     python -m clipworks.training.make_default --run runs/default     (re-run it to continue an interrupted run)
 
-Two seeded, resumable stages on the generated world (`STAGES`), the second starting from the float16 export of
-the first: the classic world (flat shapes on muted backdrops; the first default model's recipe, about 33
-minutes on 2 CPU cores), then the styled world (`clipworks.data.styles`: 11 drawing styles, backdrops of any
-brightness, photo crops; grayscale items; NegCLIP-style swapped-caption negatives; about 95 minutes). The
-held-out styles and colour-shape pairs never appear. The final weights are written in float16 with their config to
+Three seeded, resumable stages on the generated world (`STAGES`), each starting from the float16 export of
+the one before: the classic world (flat shapes on muted backdrops; the first default model's recipe, about 33
+minutes on 2 CPU cores), the styled world (`clipworks.data.styles`: 11 drawing styles, backdrops of any
+brightness, photo crops; grayscale items; NegCLIP-style swapped-caption negatives; about 95 minutes), then the
+styled world at 96 px (the model rebuilt for 96 px input by `resize_image_input`; word-order captions; a
+two-way caption-vs-twin loss; about 48 minutes). The held-out styles and colour-shape pairs never appear. The final weights are written in float16 with their config to
 clipworks/model/pretrained/default/, with recipe.json beside them, and the demo's figures are measured.
 """
 
