@@ -12,13 +12,18 @@ class VideoTrainConfig:
     """A video training run. `method` is a CLIP4Clip similarity calculator trained on captions with InfoNCE,
     or "actionclip": labels as prompts, `fusion` over frames, and the KL multi-positive loss (`loss` "auto");
     `loss="infonce"` gives ActionCLIP's ablation with one positive per row. `data` is "world" (the generated
-    video world's train split) or a folder of videos. CLIP's trained weights use `lr_clip`, new layers `lr_new`."""
+    video world's train split, drawn in `styles`: "classic", a style set or style names joined by '+', never a
+    held-out style) or a folder of videos. CLIP's trained weights use `lr_clip`, new layers `lr_new`.
+    `label_weight` > 0 adds ActionCLIP's KL loss on label prompts to a CLIP4Clip method's caption loss, so one
+    model both retrieves and classifies. `compact_vocab`: only the token rows of the words the training texts
+    use train, so the saved text side is small (`model.TokenRows`)."""
 
     out: str
     method: str = "meanP"
     fusion: str = "seqTransf"
     loss: str = "auto"
     data: str = "world"
+    styles: str = "classic"
     train_size: int = 4000
     clip_model: str = "default"
     num_frames: int = 8
@@ -32,3 +37,5 @@ class VideoTrainConfig:
     warmup: int = 50
     seed: int = 0
     checkpoint_every: int = 200
+    label_weight: float = 0.0
+    compact_vocab: bool = False

@@ -4,6 +4,7 @@ Unreadable videos are skipped and counted."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,19 +48,23 @@ def trunk_features(model, frames: np.ndarray, batch_clips: int = 32) -> torch.Te
 
 
 def world_tensors(model, size: int, seed: int = 0, split: str = "train", cache_dir: Path | None = None,
-                  progress: bool = True, chunk: int = 64, group: int = 4) -> VideoTensors:
-    """`size` clips of the generated video world (see `clipworks.video.world`) through the model's trunk;
-    cached in `cache_dir` by the image tower's weights, the preprocessing, sampling and world parameters."""
+                  progress: bool = True, chunk: int = 64, group: int = 4, styles: str | Sequence[str] = "classic"
+                  ) -> VideoTensors:
+    """`size` clips of the generated video world (see `clipworks.video.world`; `styles` as its) through the
+    model's trunk; cached in `cache_dir` by the image tower's weights, the preprocessing, sampling and world
+    parameters."""
     from tqdm import tqdm
 
-    from clipworks.video.world import VideoWorld
+    from clipworks.video.world import VideoWorld, style_name
 
     t = model.config.num_frames
+    image_size = model.clip.config.vision.image_size
 
     def build() -> dict:
-        world = VideoWorld(size, seed, split, t, model.clip.config.vision.image_size, group=group)
+        world = VideoWorld(size, seed, split, t, image_size, group=group, styles=styles)
         trunks, captions, labels, keys, groups = [], [], [], [], []
-        for start in tqdm(range(0, size, chunk), desc=f"video world {split}", unit="chunk", disable=not progress):
+        desc = f"video world {split}" + ("" if styles == "classic" else f", {style_name(styles)} styles")
+        for start in tqdm(range(0, size, chunk), desc=desc, unit="chunk", disable=not progress):
             samples = [world[i] for i in range(start, min(size, start + chunk))]
             trunks.append(trunk_features(model, np.stack([s.frames for s in samples])))
             captions += [s.captions for s in samples]
@@ -71,7 +76,8 @@ def world_tensors(model, size: int, seed: int = 0, split: str = "train", cache_d
                 "keys": keys, "groups": groups}
 
     key = {"weights": weights_hash(model.clip.image_tower), "preprocess": asdict(model.clip.config.preprocess),
-           "size": size, "seed": seed, "split": split, "num_frames": t, "group": group}
+           "size": size, "seed": seed, "split": split, "num_frames": t, "group": group, "image_size": image_size,
+           "styles": style_name(styles)}
     z = cached(cache_dir, "video-world", key, build)
     return VideoTensors(torch.from_numpy(z["trunk"]), torch.from_numpy(z["mask"]), z["captions"], z["labels"],
                         z["keys"], [], z["groups"])

@@ -38,3 +38,22 @@ def action_accuracy(model: VideoCLIP, data: VideoTensors, labels: Sequence[str],
     out["per_class_top1"] = {label: (order[truth == c, 0] == c).float().mean().item()
                              for c, label in enumerate(labels) if (truth == c).any()}
     return out
+
+
+def evaluate_world(model: VideoCLIP, size: int = 1000, style_sets: Sequence[str] = ("train", "heldout"), seed: int = 1,
+                   cache_dir=None, progress: bool = True) -> dict[str, Any]:
+    """Per style set, on `size` new clips of the seen actions (the world's train split at `seed`, groups of 4 that
+    differ only in the main action): action top-1/top-5 among the seen actions, by the model's templates, and
+    text->video retrieval querying each clip's full caption."""
+    from clipworks.video.data import world_tensors
+    from clipworks.video.world import ACTION_TEMPLATES, TRAIN_ACTIONS
+
+    templates = model.config.templates or ACTION_TEMPLATES
+    out: dict[str, Any] = {}
+    for styles in style_sets:
+        data = world_tensors(model, size, seed=seed, split="train", cache_dir=cache_dir, progress=progress,
+                             styles=styles)
+        out[f"{styles}_styles"] = {"clips": len(data),
+                                   "actions_seen": action_accuracy(model, data, TRAIN_ACTIONS, templates),
+                                   "retrieval": video_retrieval(model, data)}
+    return out

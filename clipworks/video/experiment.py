@@ -42,13 +42,13 @@ def run_experiments(out: Path, runs: Path, small: int = 500, large: int = 5000, 
                     test_size: int = 1000, heldout_size: int = 600, progress: bool = True) -> dict[str, Any]:
     """Train and evaluate every configuration; writes results.json (and a figure) into `out`."""
     from clipworks.video.data import world_tensors
-    from clipworks.video.model import load_video_model, video_model
+    from clipworks.video.model import load_video_model, zero_shot_video_model
     from clipworks.video.train import train_video
 
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
-    zero = video_model("default")
+    zero = zero_shot_video_model("default")  # the CLIP model on frames ("default" alone: the shipped video model)
     cache = runs / ".video-cache"
     test = world_tensors(zero, test_size, seed=1, split="train", cache_dir=cache, progress=progress)
     heldout = world_tensors(zero, heldout_size, seed=1, split="heldout", cache_dir=cache, progress=progress, group=3)

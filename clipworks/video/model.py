@@ -11,7 +11,7 @@ trunk keeps its spirit at a fraction of the cost.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,10 @@ class VideoConfig:
     train_visual: str = "head"  # the image tower's head trains ("head") or nothing of it does ("none")
     labels: tuple[str, ...] = ()  # ActionCLIP: the action classes trained on, if any
     templates: tuple[str, ...] = ()  # ActionCLIP: prompt templates for labels
+    # A compact vocabulary: only these rows of CLIP's token table train (and are saved); empty = the whole table
+    token_ids: tuple[int, ...] = ()
+    # sha256 of the CLIP weights it was trained on (`cache.weights_hash`): loading onto other weights is an error
+    clip_weights: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -47,7 +51,7 @@ class VideoConfig:
             raise ConfigError(f"train_visual must be one of {', '.join(VISUAL_TRAINING)}; got {self.train_visual!r}")
         if self.num_frames < 1:
             raise ConfigError(f"num_frames must be at least 1; got {self.num_frames}")
-        self.labels, self.templates = tuple(self.labels), tuple(self.templates)
+        self.labels, self.templates, self.token_ids = tuple(self.labels), tuple(self.templates), tuple(self.token_ids)
 
 
 # ---------------------------------------------------------------- pooling and temporal modules
@@ -119,6 +123,27 @@ class CrossEncoder(nn.Module):
         return torch.cat(rows)
 
 
+class TokenRows(nn.Module):
+    """CLIP's token table, frozen, with a trained copy of the rows of a compact vocabulary (`ids`): a fine-tuned
+    text tower then saves a few hundred rows instead of all 49,408 (ids outside the vocabulary keep CLIP's row)."""
+
+    def __init__(self, table: nn.Embedding, ids: tuple[int, ...]) -> None:
+        super().__init__()
+        if not ids or min(ids) < 0 or max(ids) >= table.num_embeddings or len(set(ids)) != len(ids):
+            raise ConfigError(f"token_ids must be distinct ids below {table.num_embeddings}; got {len(ids)} ids")
+        self.weight = table.weight
+        self.weight.requires_grad_(False)
+        self.rows = nn.Parameter(table.weight.detach()[list(ids)].clone())
+        lookup = torch.full((table.num_embeddings,), -1, dtype=torch.long)
+        lookup[list(ids)] = torch.arange(len(ids))
+        self.register_buffer("lookup", lookup, persistent=False)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        row = self.lookup[text]
+        own = self.rows[row.clamp(min=0)]
+        return torch.where((row >= 0).unsqueeze(-1), own, F.embedding(text, self.weight))
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -138,10 +163,21 @@ class VideoCLIP(nn.Module):
         if config.train_visual == "head":
             for p in self.clip.image_tower.head_parameters():
                 p.requires_grad_(True)
+        if config.token_ids:
+            self.compact_vocabulary(config.token_ids)
 
     @property
     def device(self) -> torch.device:
         return self.clip.device
+
+    def compact_vocabulary(self, ids: tuple[int, ...]) -> None:
+        """Train (and save) only the token rows `ids` of the text tower's table; the rest stays CLIP's."""
+        text = self.clip.text_tower
+        table = text.token_embedding
+        if isinstance(table, TokenRows):
+            raise ConfigError("this model's token table is compact already")
+        text.token_embedding = TokenRows(table, tuple(ids))
+        self.config = replace(self.config, token_ids=tuple(ids))
 
     @property
     def has_video_embedding(self) -> bool:
@@ -229,6 +265,14 @@ def load_video_model(path: str | Path = "default", device: str | None = None) ->
     except TypeError as exc:
         raise CheckpointError(f"{directory / CONFIG_FILE}: unreadable video model config ({exc})") from None
     clip, _ = create_model(config.clip_model, device="cpu")
+    if config.clip_weights:
+        from clipworks.cache import weights_hash
+
+        now = weights_hash(clip)
+        if now != config.clip_weights:
+            raise CheckpointError(f"{directory}: trained on other weights of the CLIP model {config.clip_model!r} "
+                                  f"(sha256 {config.clip_weights[:12]}, now {now[:12]}); train it again on these "
+                                  "(the shipped one: python -m clipworks.video.make_default)")
     model = VideoCLIP(config, clip)
     load_weights(model, directory, not_stored=lambda key: key.startswith("clip."),
                  mismatch=lambda key, got, want: f"{key} has shape {list(got)}; this config needs {list(want)}")
@@ -238,18 +282,30 @@ def load_video_model(path: str | Path = "default", device: str | None = None) ->
 
 
 def video_model(name: str | Path = "default", method: str = "meanP", device: str | None = None) -> VideoCLIP:
-    """A video model: a saved video model directory, or any CLIP model (name, path) wrapped untrained with `method`
-    (meanP: zero-shot CLIP on frames)."""
+    """A video model: a saved video model directory or a shipped one by name ("default": the shipped video
+    model), else any CLIP model (name, path) wrapped untrained with `method` (`zero_shot_video_model`)."""
     from clipworks.weights import resolve
 
     path = resolve(str(name), "clipworks.video")
     if path.is_dir() and (path / CONFIG_FILE).is_file():
         return load_video_model(path, device)
+    return zero_shot_video_model(str(name), method, device)
+
+
+def zero_shot_video_model(clip_model: str = "default", method: str = "meanP", device: str | None = None) -> VideoCLIP:
+    """A CLIP model (name, path) wrapped untrained with `method` (meanP: zero-shot CLIP on frames)."""
     from clipworks.model.factory import create_model
 
-    clip, _ = create_model(str(name), device=device)
-    model = VideoCLIP(VideoConfig(method=method, clip_model=str(name)), clip).to(clip.device)
+    clip, _ = create_model(clip_model, device=device)
+    model = VideoCLIP(VideoConfig(method=method, clip_model=clip_model), clip).to(clip.device)
     return model.eval()
+
+
+def shipped_video_model_path(name: str) -> Path:
+    """The packaged directory of a shipped video model ('default'; made by `python -m clipworks.video.make_default`)."""
+    from clipworks.packaged import resolve
+
+    return resolve(name, "clipworks.video")
 
 
 def preprocess_frames(model: VideoCLIP, frames: Any) -> torch.Tensor:

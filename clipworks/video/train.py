@@ -27,11 +27,25 @@ def check_config(cfg: VideoTrainConfig) -> None:
         raise ConfigError(f"loss must be auto, kl or infonce; got {cfg.loss!r}")
     if cfg.batch_size < 2:
         raise ConfigError(f"batch_size must be at least 2 for a contrastive loss; got {cfg.batch_size}")
+    if cfg.label_weight < 0 or (cfg.label_weight and cfg.method == "actionclip"):
+        raise ConfigError(f"label_weight must be >= 0 and adds label prompts to a caption method; got "
+                          f"{cfg.label_weight} with method {cfg.method!r}")
+    from clipworks.data.styles import HELDOUT_STYLES
+    from clipworks.video.world import drawn_styles, style_spec
+
+    try:
+        held = [s for s in drawn_styles(style_spec(cfg.styles)) if s in HELDOUT_STYLES]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if held:
+        raise ConfigError(f"styles {cfg.styles!r} include the held-out style(s) {', '.join(held)}, which no training "
+                          "run may see; use 'classic', 'train' or names of train styles")
 
 
 def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = True,
                 stop_after: int | None = None) -> dict[str, Any]:
     """Train (or continue) a video model into `cfg.out`: checkpoint.pt, model/, metrics.jsonl, summary.json."""
+    from clipworks.cache import weights_hash
     from clipworks.model.factory import create_model, get_tokenizer
     from clipworks.training.contrastive import param_groups
     from clipworks.video.data import folder_tensors, world_tensors
@@ -49,14 +63,20 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
     clip, _ = create_model(cfg.clip_model, device="cpu")
     config = VideoConfig(method=cfg.fusion if actionclip else cfg.method, clip_model=cfg.clip_model,
                          num_frames=cfg.num_frames, temporal_layers=cfg.temporal_layers, train_visual=cfg.train_visual,
-                         templates=ACTION_TEMPLATES if actionclip else ())
+                         templates=ACTION_TEMPLATES if actionclip else (), clip_weights=weights_hash(clip))
     model = VideoCLIP(config, clip)
     if cfg.data == "world":
-        data = world_tensors(model, cfg.train_size, cfg.seed, "train", cache, progress)
+        data = world_tensors(model, cfg.train_size, cfg.seed, "train", cache, progress, styles=cfg.styles)
     else:
         data = folder_tensors(model, cfg.data, cache, progress)
+    if actionclip or cfg.label_weight:
+        model.config = config = replace(config, labels=tuple(sorted(set(data.labels))), templates=ACTION_TEMPLATES)
+    tokenizer = get_tokenizer(clip)
+    if cfg.compact_vocab:
+        prompts = [t.format(label) for t in ACTION_TEMPLATES for label in config.labels]
+        model.compact_vocabulary(vocabulary_ids(tokenizer, [c for cs in data.captions for c in cs] + prompts))
+        config = model.config
     if actionclip:
-        model.config = config = replace(config, labels=tuple(sorted(set(data.labels))))
         usable = np.arange(len(data))
     else:
         usable = np.array([i for i, c in enumerate(data.captions) if c])
@@ -67,7 +87,6 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
     groups: dict[int, list[int]] = {}
     for i in usable:
         groups.setdefault(data.groups[i], []).append(int(i))
-    tokenizer = get_tokenizer(clip)
     clip_groups = [dict(g, lr=cfg.lr_clip) for g in param_groups(model.clip, cfg.weight_decay)]
     own = ((n, p) for n, p in model.named_parameters() if not n.startswith("clip."))
     new_groups = [dict(g, lr=cfg.lr_new) for g in param_groups(own, cfg.weight_decay)]
@@ -89,6 +108,10 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
             loss = kl_multi_positive(logits.t(), [data.labels[i] for i in idx])
         else:
             loss = symmetric_cross_entropy(logits)
+        if cfg.label_weight:  # captions and label prompts, one model for search and classification
+            prompts = [ACTION_TEMPLATES[rng.integers(len(ACTION_TEMPLATES))].format(data.labels[i]) for i in idx]
+            label_logits = model.logits(model.encode_text(tokenizer(prompts)), frames, data.mask[idx])
+            loss = loss + cfg.label_weight * kl_multi_positive(label_logits.t(), [data.labels[i] for i in idx])
         loss.backward()
         return loss
 
@@ -101,13 +124,23 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
     seconds = time.perf_counter() - t0
     model.eval()
     model.save_pretrained(out / "model")
-    summary = {"method": cfg.method, "similarity": config.method, "loss": loss_name, "steps_done": stop,
+    described = loss_name + (f" + {cfg.label_weight:g} x label kl" if cfg.label_weight else "")
+    summary = {"method": cfg.method, "similarity": config.method, "loss": described, "steps_done": stop,
                "final_loss": loss, "train_seconds": round(seconds, 1), "train_videos": len(usable),
                "skipped": [list(s) for s in data.skipped], "trainable_parameters": {
                    "clip": sum(p.numel() for p in model.clip_parameters()),
                    "new": sum(p.numel() for p in model.new_parameters())}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def vocabulary_ids(tokenizer, texts: list[str]) -> tuple[int, ...]:
+    """The token ids (start and end of text and padding included) that `texts` use, sorted."""
+    ids: set[int] = set()
+    unique = sorted(set(texts))
+    for start in range(0, len(unique), 1024):
+        ids.update(tokenizer(unique[start:start + 1024]).unique().tolist())
+    return tuple(sorted(ids))
 
 
 def batch_indices(rng: np.random.Generator, groups: dict[int, list[int]], batch_size: int) -> np.ndarray:
