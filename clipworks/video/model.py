@@ -303,7 +303,7 @@ def zero_shot_video_model(clip_model: str = "default", method: str = "meanP", de
 
 def shipped_video_model_path(name: str) -> Path:
     """The packaged directory of a shipped video model ('default'; made by `python -m clipworks.video.make_default`)."""
-    from clipworks.packaged import resolve
+    from clipworks.weights import resolve
 
     return resolve(name, "clipworks.video")
 
