@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--clip-model", default=D.clip_model, help="the CLIP model for --zero-shot")
     e.add_argument("--split", default="heldout", choices=("heldout", "train"),
                    help="heldout: scenes whose main object is an unseen colour-shape pair; train: new scenes of seen pairs")
+    e.add_argument("--styles", default="classic", choices=("classic", "train", "heldout"),
+                   help="the world's look: classic (the first world), or the styled world's training or held-out styles")
     e.add_argument("--size", type=positive_int, default=2000, help="generated questions")
+    e.add_argument("--cache-dir", help="keep the rendered questions here, to score several models on the same ones")
     e.add_argument("--out", help="write the result JSON here")
     e.set_defaults(run=_eval)
 
@@ -44,6 +47,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=positive_int, default=D.steps)
     t.add_argument("--batch-size", type=positive_int, default=D.batch_size)
     t.add_argument("--lr", type=positive_float, default=D.lr)
+    t.add_argument("--warmup", type=int, default=D.warmup, help="warmup steps")
+    t.add_argument("--width", type=positive_int, default=D.width, help="fusion width")
+    t.add_argument("--layers", type=positive_int, default=D.layers, help="MCAN encoder and decoder layers")
+    t.add_argument("--styles", default=D.styles, choices=("classic", "train"),
+                   help="questions about the first world (classic) or the styled world's training styles")
+    design = t.add_argument_group("relation design (issue 16); --no-... turns a piece off")
+    design.add_argument("--token-adapter", action=argparse.BooleanOptionalAction, default=D.token_adapter,
+                        help="add a trained map of each question token's word embedding and a learned position")
+    design.add_argument("--cell-coordinates", action=argparse.BooleanOptionalAction, default=D.cell_coordinates,
+                        help="add each grid cell's (x, y) centre to its features, and read out where glimpses look")
+    design.add_argument("--grid-blocks", type=int, default=D.grid_blocks,
+                        help="image tower blocks before the grid (negative: from the end; -1: all but the last)")
+    design.add_argument("--glimpses", type=positive_int, default=D.glimpses, help="attention glimpses over the grid")
+    design.add_argument("--classifier-hidden", type=int, default=D.classifier_hidden,
+                        help="hidden width of an MLP classifier (0: linear)")
     t.add_argument("--resume", action="store_true")
     t.set_defaults(run=_train)
 
@@ -58,7 +76,10 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = VQATrainConfig(out=args.out, encoder=args.encoder, freeze_encoder=not (args.fine_tune or args.encoder == "scratch"),
                          clip_model=args.clip_model, image_size=args.image_size, train_size=args.train_size,
-                         steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, width=args.width,
+                         layers=args.layers, styles=args.styles, token_adapter=args.token_adapter,
+                         cell_coordinates=args.cell_coordinates, grid_blocks=args.grid_blocks, glimpses=args.glimpses,
+                         classifier_hidden=args.classifier_hidden)
     print(json.dumps(train_vqa(cfg, resume=args.resume), indent=2))
     return 0
 
@@ -81,14 +102,15 @@ def _eval(args: argparse.Namespace) -> int:
         from clipworks.model.factory import create_model
 
         clip, _ = create_model(args.clip_model, device="cpu")
-        result = zero_shot_vqa(clip, split=args.split, size=args.size)
+        result = zero_shot_vqa(clip, split=args.split, size=args.size, cache_dir=args.cache_dir, styles=args.styles)
         result["model"] = f"zero-shot CLIP ({args.clip_model})"
     else:
         from clipworks.vqa.model import load_vqa
 
-        result = evaluate_vqa(load_vqa(args.model), split=args.split, size=args.size)
+        result = evaluate_vqa(load_vqa(args.model), split=args.split, size=args.size, cache_dir=args.cache_dir,
+                              styles=args.styles)
         result["model"] = args.model
-    print(f"{result['model']} on {result['items']} {args.split} questions:")
+    print(f"{result['model']} on {result['items']} {args.split} questions ({args.styles} styles):")
     for kind, value in result["accuracy"].items():
         print(f"  {kind:<10} {100 * value:5.1f}%   (chance {100 * result['chance'][kind]:5.1f}%)")
     if args.out:

@@ -20,10 +20,12 @@ class ImageTower(nn.Module):
 
     # ------------------------------------------------------------ the public feature API
 
-    def forward_grid(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_grid(self, images: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
         """The spatial features [B, rows * cols, C] (row-major) of preprocessed images [B, 3, H, W], as CLIP-ViL
-        feeds them to a V&L model; any input size (position embeddings are interpolated)."""
-        return self._grid(self.forward_trunk(images, len(self._blocks())))
+        feeds them to a V&L model; any input size (position embeddings are interpolated). `blocks`: the grid after
+        the first `blocks` blocks (default: all; negative counts from the end: -1 is all but the last, e.g. a
+        ResNet's finer stage-3 map or a ViT's penultimate block)."""
+        return self._grid(self.forward_trunk(images, self._grid_blocks(blocks)))
 
     def forward_intermediates(self, images: torch.Tensor,
                               indices: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -61,8 +63,8 @@ class ImageTower(nn.Module):
         """How many blocks (ViT residual blocks, ResNet stages) `forward_intermediates` indexes."""
         return len(self._blocks())
 
-    def grid_shape(self, image_size: int) -> tuple[int, int, int]:
-        """(rows, columns, channels) of `forward_grid` at a square input of `image_size` pixels."""
+    def grid_shape(self, image_size: int, blocks: int | None = None) -> tuple[int, int, int]:
+        """(rows, columns, channels) of `forward_grid(·, blocks)` at a square input of `image_size` pixels."""
         raise NotImplementedError
 
     def mid_level_indices(self) -> tuple[int, int]:
@@ -101,6 +103,13 @@ class ImageTower(nn.Module):
         if not 0 <= split <= n:
             raise ValueError(f"split {split} is outside 0..{n} (this {type(self).__name__} has {n} blocks)")
         return split
+
+    def _grid_blocks(self, blocks: int | None) -> int:
+        """`forward_grid`'s `blocks` as a count from the start."""
+        n = len(self._blocks())
+        if blocks is not None and not -n <= blocks <= n:
+            raise ValueError(f"grid blocks {blocks} is outside -{n}..{n} (this {type(self).__name__} has {n} blocks)")
+        return n if blocks is None else blocks if blocks >= 0 else n + blocks
 
     def _index(self, index: int, n: int) -> int:
         if not -n <= index < n:

@@ -130,11 +130,14 @@ class ModifiedResNet(ImageTower):
     def _grid(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(2).transpose(1, 2)  # a ResNet's grid needs no position embedding
 
-    def grid_shape(self, image_size: int) -> tuple[int, int, int]:
-        side = image_size // 32
+    def grid_shape(self, image_size: int, blocks: int | None = None) -> tuple[int, int, int]:
+        blocks = self._grid_blocks(blocks)
+        stride = 4 * 2 ** max(blocks - 1, 0)  # the stem divides by 4, each stage after the first by 2
+        side = image_size // stride
         if side < 1:
-            raise ValueError(f"image size {image_size} is below the ResNet's stride of 32")
-        return side, side, self.attnpool.k_proj.in_features
+            raise ValueError(f"image size {image_size} is below the ResNet's stride of {stride} after {blocks} stages")
+        channels = self.bn3.num_features if blocks == 0 else self._blocks()[blocks - 1][-1].bn3.num_features
+        return side, side, channels
 
     def mid_level_indices(self) -> tuple[int, int]:
         """Stages 2 and 3, as CLIPasso."""

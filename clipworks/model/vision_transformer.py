@@ -54,7 +54,8 @@ class VisionTransformer(ImageTower):
     def _grid(self, x: torch.Tensor) -> torch.Tensor:
         return self.ln_post(x[:, 1:])
 
-    def grid_shape(self, image_size: int) -> tuple[int, int, int]:
+    def grid_shape(self, image_size: int, blocks: int | None = None) -> tuple[int, int, int]:
+        self._grid_blocks(blocks)  # checked; every block keeps the patch grid
         side = image_size // self.patch_size
         return side, side, self.ln_post.normalized_shape[0]
 

@@ -8,13 +8,18 @@ from dataclasses import dataclass
 @dataclass
 class VQATrainConfig:
     """A VQA training run. `encoder_lr` is the image tower's learning rate when it is trained (None: `lr`
-    for a scratch encoder, `lr / 10` for a CLIP one being fine-tuned)."""
+    for a scratch encoder, `lr / 10` for a CLIP one being fine-tuned). `styles`: the world the questions are
+    about ("classic", the first world's look, or the styled world's "train" styles). `token_adapter`,
+    `cell_coordinates`, `grid_blocks`, `glimpses` and `classifier_hidden` are `VQAConfig`'s: the defaults are
+    the design that answers relation questions (issue 16; `python -m clipworks.vqa.diagnose` for why), with
+    the grid taken before the image tower's last block at 64 px (for the default ResNet: stage 3, 4 x 4 cells,
+    which place objects better than stage 4 at 128 px and cost a quarter of the rendering)."""
 
     out: str
     encoder: str = "clip"
     freeze_encoder: bool = True
     clip_model: str = "default"
-    image_size: int = 128
+    image_size: int = 64
     width: int = 128
     layers: int = 2
     heads: int = 4
@@ -26,3 +31,9 @@ class VQATrainConfig:
     warmup: int = 100
     seed: int = 0
     checkpoint_every: int = 500
+    styles: str = "train"
+    token_adapter: bool = True
+    cell_coordinates: bool = True
+    grid_blocks: int | None = -1
+    glimpses: int = 2
+    classifier_hidden: int = 256

@@ -24,12 +24,12 @@ class VQATensors:
 
 
 def render_items(size: int, seed: int, split: str, image_size: int, cache_dir: Path | None = None,
-                 progress: bool = True) -> VQATensors:
-    """The first `size` items of VQADataset(seed, split) rendered at `image_size`, cached in `cache_dir`."""
+                 progress: bool = True, styles: str = "classic") -> VQATensors:
+    """The first `size` items of VQADataset(seed, split, styles) rendered at `image_size`, cached in `cache_dir`."""
     from tqdm import tqdm
 
     def render() -> dict:
-        data = VQADataset(size, seed=seed, split=split, image_size=image_size)
+        data = VQADataset(size, seed=seed, split=split, image_size=image_size, styles=styles)
         images = np.empty((size, image_size, image_size, 3), dtype=np.uint8)
         questions, answers, types = [], [], []
         for i in tqdm(range(size), desc=f"VQA {split} items", unit="item", disable=not progress):
@@ -41,6 +41,8 @@ def render_items(size: int, seed: int, split: str, image_size: int, cache_dir: P
         return {"images": images, "questions": questions, "answers": answers, "types": types}
 
     key = {"size": size, "seed": seed, "split": split, "image_size": image_size}
+    if styles != "classic":  # classic entries keep the key they had before styles
+        key["styles"] = styles
     z = cached(cache_dir, "vqa-items", key, render)
     return VQATensors(z["images"], z["questions"], z["answers"], z["types"])
 
@@ -76,4 +78,6 @@ def grid_cache(model, tensors: VQATensors, cache_dir: Path | None, batch_size: i
 
     key = {"weights": weights_hash(model.image_tower), "mean": mean, "std": std,
            "images": hashlib.sha256(np.ascontiguousarray(tensors.images).data).hexdigest()}
+    if model.config.grid_blocks is not None:  # the whole tower's grid keeps the key it had before
+        key["blocks"] = model.config.grid_blocks
     return torch.from_numpy(cached(cache_dir, "vqa-grid", key, extract)["grid"])

@@ -56,26 +56,37 @@ def _mean_by_type(values: list[float], types: list[str]) -> dict[str, float]:
 
 
 def evaluate_vqa(model, split: str = "heldout", size: int = 2000, seed: int = TEST_SEED,
-                 cache_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """A trained model's accuracy per question type on `size` generated items of `split`."""
+                 cache_dir: Path | None = None, progress: bool = True, styles: str = "classic") -> dict[str, Any]:
+    """A trained model's accuracy per question type on `size` generated items of `split` in `styles`."""
     from clipworks.vqa.data import render_items
 
-    data = render_items(size, seed, split, model.config.image_size, cache_dir, progress)
+    data = render_items(size, seed, split, model.config.image_size, cache_dir, progress, styles)
     predicted = predict(model, data.images, data.questions)
-    return {"split": split, "items": size, "accuracy": accuracy_by_type(predicted, data.answers, data.types),
+    return {"split": split, "styles": styles, "items": size,
+            "accuracy": accuracy_by_type(predicted, data.answers, data.types),
             "chance": chance_by_type(data.questions, data.types)}
+
+
+STYLE_SETS = ("train", "heldout")  # the styled world's styles seen in training, and the ones never seen
+
+
+def evaluate_by_styles(model, split: str = "heldout", size: int = 2000, seed: int = TEST_SEED,
+                       cache_dir: Path | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """`evaluate_vqa` on `split` drawn in the training styles and in the held-out styles, apart:
+    {"train styles": result, "heldout styles": result}."""
+    return {f"{s} styles": evaluate_vqa(model, split, size, seed, cache_dir, progress, s) for s in STYLE_SETS}
 
 
 @torch.no_grad()
 def zero_shot_vqa(clip, split: str = "heldout", size: int = 2000, seed: int = TEST_SEED,
-                  cache_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+                  cache_dir: Path | None = None, progress: bool = True, styles: str = "classic") -> dict[str, Any]:
     """Zero-shot CLIP on `size` generated items of `split`, at the CLIP model's own input size."""
     from clipworks.evaluation.features import embed_texts
     from clipworks.model.factory import get_tokenizer
     from clipworks.vqa.data import render_items, to_input
 
     image_size = clip.config.preprocess.image_size
-    data = render_items(size, seed, split, image_size, cache_dir, progress)
+    data = render_items(size, seed, split, image_size, cache_dir, progress, styles)
     tokenizer = get_tokenizer(clip)
     pre = clip.config.preprocess
     feats = []
@@ -93,5 +104,6 @@ def zero_shot_vqa(clip, split: str = "heldout", size: int = 2000, seed: int = TE
                 prompt_cache[p] = e
         text = torch.stack([prompt_cache[p] for p in prompts])
         predicted.append(candidates[int((text @ image_features[i]).argmax())])
-    return {"split": split, "items": size, "accuracy": accuracy_by_type(predicted, data.answers, data.types),
+    return {"split": split, "styles": styles, "items": size,
+            "accuracy": accuracy_by_type(predicted, data.answers, data.types),
             "chance": chance_by_type(data.questions, data.types)}

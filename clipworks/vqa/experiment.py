@@ -5,7 +5,8 @@
 trains the same VQA model with three visual encoders on the same questions and budget: the default CLIP
 model's image tower frozen, the same tower fine-tuned, and the same architecture trained from scratch on
 the VQA data only. It scores them and zero-shot CLIP ("question: Q answer: A" prompts) per question type,
-on held-out scenes (unseen colour-shape pairs) and on new scenes of seen pairs. It writes report.md,
+on held-out scenes (unseen colour-shape pairs) drawn in the training styles and in the held-out styles, and
+on new scenes of seen pairs in the training styles. It writes report.md,
 results.json and accuracy.png to --out. Finished runs are reused, so an interrupted experiment resumes.
 """
 
@@ -21,7 +22,16 @@ VARIANTS = {  # name: (encoder, freeze_encoder)
     "clip-finetuned": ("clip", False),
     "scratch": ("scratch", False),
 }
-SPLITS = ("heldout", "train")
+EVALUATIONS = {  # table name: (split, styles)
+    "heldout": ("heldout", "train"),
+    "heldout-styles": ("heldout", "heldout"),
+    "train": ("train", "train"),
+}
+TITLES = {
+    "heldout": "Held-out scenes (the main object is a colour-shape pair never seen in training), training styles",
+    "heldout-styles": "Held-out scenes in the held-out styles (sketch, mosaic: never seen in training)",
+    "train": "New scenes of seen pairs, training styles",
+}
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -45,7 +55,7 @@ def _plot(results: dict, path: Path) -> None:
     ax.set_xticks(np.arange(len(kinds)) + 0.4 - width / 2, kinds)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("VQA on held-out scenes (unseen colour-shape pairs), by question type")
+    ax.set_title("VQA on held-out scenes (unseen colour-shape pairs, training styles), by question type")
     ax.legend(fontsize=8, ncol=len(names) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / ".vqa-cache"
-    results: dict = {split: {} for split in SPLITS}
+    results: dict = {name: {} for name in EVALUATIONS}
     training: dict = {}
     for name, (encoder, freeze) in VARIANTS.items():
         run = args.out / name
@@ -90,18 +100,20 @@ def main(argv: list[str] | None = None) -> int:
             train_vqa(cfg, resume=(run / "checkpoint.pt").exists())
         training[name] = json.loads((run / "summary.json").read_text())
         model = load_vqa(run / "model")
-        for split in SPLITS:
-            results[split][name] = evaluate_vqa(model, split=split, size=args.test_size, cache_dir=cache)
-    clip, _ = create_model("default", device="cpu")
-    for split in SPLITS:
-        results[split]["zero-shot CLIP"] = zero_shot_vqa(clip, split=split, size=args.test_size, cache_dir=cache)
+        for table, (split, styles) in EVALUATIONS.items():
+            results[table][name] = evaluate_vqa(model, split=split, size=args.test_size, cache_dir=cache, styles=styles)
+    clip, _ = create_model(VQATrainConfig.clip_model, device="cpu")
+    for table, (split, styles) in EVALUATIONS.items():
+        results[table]["zero-shot CLIP"] = zero_shot_vqa(clip, split=split, size=args.test_size, cache_dir=cache,
+                                                         styles=styles)
     (args.out / "results.json").write_text(json.dumps({"results": results, "training": training}, indent=2) + "\n")
     _plot(results, args.out / "accuracy.png")
     lines = ["# CLIP-ViL on the generated world", "",
              "Accuracy (%) per question type; the same VQA model and budget with three visual encoders, and "
-             "zero-shot CLIP.", "", "## Held-out scenes (the main object is a colour-shape pair never seen in "
-             "training)", "", *_table(results, "heldout"), "", "## New scenes of seen pairs", "",
-             *_table(results, "train"), "", "## Training", "",
+             "zero-shot CLIP.", ""]
+    for table, title in TITLES.items():
+        lines += [f"## {title}", "", *_table(results, table), ""]
+    lines += ["## Training", "",
              "| model | trainable / total parameters | seconds |", "|---|---|---|"]
     for name, s in training.items():
         lines.append(f"| {name} | {s['parameters']['trainable']:,} / {s['parameters']['total']:,} | {s['seconds']:.0f} |")

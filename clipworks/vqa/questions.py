@@ -4,7 +4,9 @@ Five question types, in equal numbers: attribute (the colour, shape or size of a
 counting, spatial relation and comparison. Answers come from one fixed vocabulary (`ANSWERS`). Yes/no
 questions are balanced within their type. An object is referred to only by a description that fits it
 alone in its scene ("the red star", "the star", "the red object"), so every question has one right answer.
-The "heldout" split draws scenes whose main object is a colour–shape pair never seen in training.
+The "heldout" split draws scenes whose main object is a colour–shape pair never seen in training. Scenes come
+from the first world's look ("classic") or a style set of the styled world; in a style that draws no colour
+(silhouettes) no question names or asks a colour.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from clipworks.data.styles import COLOURLESS_STYLES
 from clipworks.data.world import COLOURS, SHAPES, SIZES, WorldDataset, item_seed, render
 
 TYPES = ("attribute", "existence", "count", "relation", "compare")
@@ -36,12 +39,20 @@ def _plural(shape: str) -> str:
     return shape + ("es" if shape.endswith("s") else "s")
 
 
-def _references(objects: list[dict[str, Any]], i: int) -> list[str]:
-    """The descriptions that pick out object i alone in its scene: "the star", "the red object", "the red star"."""
+def _colourless(facts: dict) -> bool:
+    """Whether the scene is drawn without colour (a silhouette), so no question may name or ask one."""
+    return facts.get("style") in COLOURLESS_STYLES
+
+
+def _references(objects: list[dict[str, Any]], i: int, colour: bool = True) -> list[str]:
+    """The descriptions that pick out object i alone in its scene: "the star", "the red object", "the red star"
+    (only the shape when `colour` is False)."""
     o = objects[i]
     options = []
     if sum(p["shape"] == o["shape"] for p in objects) == 1:
         options.append(f"the {o['shape']}")
+    if not colour:
+        return options
     if sum(p["colour"] == o["colour"] for p in objects) == 1:
         options.append(f"the {o['colour']} object")
     if sum(p["shape"] == o["shape"] and p["colour"] == o["colour"] for p in objects) == 1:
@@ -49,8 +60,8 @@ def _references(objects: list[dict[str, Any]], i: int) -> list[str]:
     return options
 
 
-def _reference(objects: list[dict[str, Any]], i: int, rng: random.Random) -> str | None:
-    options = _references(objects, i)
+def _reference(objects: list[dict[str, Any]], i: int, rng: random.Random, colour: bool = True) -> str | None:
+    options = _references(objects, i, colour)
     return rng.choice(options) if options else None
 
 
@@ -63,8 +74,9 @@ def _named(ref: str, o: dict[str, Any]) -> set[str]:
 def _attribute(facts: dict, rng: random.Random) -> Question | None:
     objects = facts["objects"]
     i = rng.randrange(len(objects))
-    attribute = rng.choice(("colour", "shape", "size"))
-    options = [r for r in _references(objects, i) if attribute not in _named(r, objects[i])]  # never what it says
+    attribute = rng.choice(("shape", "size") if _colourless(facts) else ("colour", "shape", "size"))
+    options = [r for r in _references(objects, i, not _colourless(facts))
+               if attribute not in _named(r, objects[i])]  # never what it says
     if not options:
         return None
     ref = rng.choice(options)
@@ -75,7 +87,7 @@ def _attribute(facts: dict, rng: random.Random) -> Question | None:
 def _existence(facts: dict, rng: random.Random) -> Question:
     objects = facts["objects"]
     want = rng.choice(YES_NO)
-    kind = rng.choice(("pair", "shape", "colour"))
+    kind = "shape" if _colourless(facts) else rng.choice(("pair", "shape", "colour"))
     present = {"pair": {(o["colour"], o["shape"]) for o in objects}, "shape": {o["shape"] for o in objects},
                "colour": {o["colour"] for o in objects}}[kind]
     universe = {"pair": [(c, s) for c in COLOURS for s in SHAPES], "shape": list(SHAPES), "colour": list(COLOURS)}[kind]
@@ -88,7 +100,7 @@ def _existence(facts: dict, rng: random.Random) -> Question:
 
 def _count(facts: dict, rng: random.Random) -> Question:
     objects = facts["objects"]
-    kind = rng.choice(("all", "shape", "colour"))
+    kind = rng.choice(("all", "shape") if _colourless(facts) else ("all", "shape", "colour"))
     if kind == "all":
         return Question("how many objects are there?", str(len(objects)), "count")
     # half the time a shape or colour that is in the scene, else any (often 0)
@@ -105,7 +117,8 @@ def _pair(facts: dict, rng: random.Random) -> tuple[int, int, str, str] | None:
     if len(objects) < 2:
         return None
     i, j = rng.sample(range(len(objects)), 2)
-    a, b = _reference(objects, i, rng), _reference(objects, j, rng)
+    colour = not _colourless(facts)
+    a, b = _reference(objects, i, rng, colour), _reference(objects, j, rng, colour)
     if a is None or b is None:
         return None
     return i, j, a, b
@@ -133,7 +146,7 @@ def _compare(facts: dict, rng: random.Random) -> Question | None:
         return None
     i, j, a, b = pair
     objects = facts["objects"]
-    kind = rng.choice(("bigger", "colour", "shape"))
+    kind = rng.choice(("bigger", "shape") if _colourless(facts) else ("bigger", "colour", "shape"))
     if kind == "bigger":
         holds = {(r["subject"], r["relation"], r["object"]) for r in facts["relations"]}
         if (i, "bigger than", j) in holds:
@@ -148,6 +161,30 @@ def _compare(facts: dict, rng: random.Random) -> Question | None:
         return None  # "the red object and the blue star": the answer would be in the question
     text = f"are {a} and {b} the same {kind}?"
     return Question(text, "yes" if same else "no", "compare")
+
+
+def _resolve(ref: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one object that "the star", "the red object" or "the red star" fits."""
+    words = ref.removeprefix("the ").split()
+    if words[-1] == "object":
+        fits = [o for o in objects if o["colour"] == words[0]]
+    else:
+        fits = [o for o in objects if o["shape"] == words[-1] and (len(words) == 1 or o["colour"] == words[0])]
+    if len(fits) != 1:
+        raise ValueError(f"{ref!r} fits {len(fits)} objects of the scene, not one")
+    return fits[0]
+
+
+def relation_truth(question: str, facts: dict) -> str:
+    """The answer to "is A to the left of / to the right of / above / below B?" read from where the objects'
+    centres are in `facts` (x right, y down), independently of how the question was made."""
+    body = question.removeprefix("is ").removesuffix("?")
+    for phrase, axis, sign in (("to the left of", "x", 1), ("to the right of", "x", -1), ("above", "y", 1),
+                               ("below", "y", -1)):
+        if f" {phrase} " in body:
+            a, b = (_resolve(r, facts["objects"]) for r in body.split(f" {phrase} "))
+            return "yes" if sign * (b[axis] - a[axis]) > 0 else "no"
+    raise ValueError(f"not a relation question: {question!r}")
 
 
 MAKERS = {"attribute": _attribute, "existence": _existence, "count": _count, "relation": _relation, "compare": _compare}
@@ -174,12 +211,14 @@ class VQADataset:
     """`size` (image, question, answer) items; item i depends only on (seed, split, i).
 
     Item i asks a question of type TYPES[i % 5]; yes/no types alternate their answer, so both types and
-    yes/no answers are balanced. Scenes come from the generated world (`split` "train" or "heldout")."""
+    yes/no answers are balanced. Scenes come from the generated world (`split` "train" or "heldout") in
+    `styles` ("classic", the first world's look, or a style set of `WorldDataset`: "train", "heldout", "all")."""
 
-    def __init__(self, size: int, seed: int = 0, split: str = "train", image_size: int = 64) -> None:
-        self.size, self.seed, self.split, self.image_size = size, seed, split, image_size
+    def __init__(self, size: int, seed: int = 0, split: str = "train", image_size: int = 64,
+                 styles: str = "classic") -> None:
+        self.size, self.seed, self.split, self.image_size, self.styles = size, seed, split, image_size, styles
         # a scene pool far larger than needed: item i looks at scenes i, i + size, ... until one fits
-        self._world = WorldDataset(size * 50 + 50, seed=seed, split=split, image_size=image_size)
+        self._world = WorldDataset(size * 50 + 50, seed=seed, split=split, image_size=image_size, styles=styles)
 
     def __len__(self) -> int:
         return self.size
@@ -203,4 +242,5 @@ class VQADataset:
     def __getitem__(self, i: int) -> VQAItem:
         scene_index, q = self.item(i)
         scene = self._world.scene(scene_index)
-        return VQAItem(render(scene, self.image_size), q, scene.facts(), f"vqa/{self.split}/{self.seed}/{i}")
+        key = f"vqa/{self.split}/{self.seed}/{i}" if self.styles == "classic" else f"vqa/{self.styles}/{self.split}/{self.seed}/{i}"
+        return VQAItem(render(scene, self.image_size), q, scene.facts(), key)

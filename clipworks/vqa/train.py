@@ -31,11 +31,16 @@ def train_vqa(cfg: VQATrainConfig, resume: bool = False, progress: bool = True,
     torch.manual_seed(cfg.seed)
     clip, _ = create_model(cfg.clip_model, device="cpu")
     config = VQAConfig(clip_model=cfg.clip_model, encoder=cfg.encoder, freeze_encoder=cfg.freeze_encoder,
-                       image_size=cfg.image_size, width=cfg.width, layers=cfg.layers, heads=cfg.heads)
+                       image_size=cfg.image_size, width=cfg.width, layers=cfg.layers, heads=cfg.heads,
+                       token_adapter=cfg.token_adapter, cell_coordinates=cfg.cell_coordinates,
+                       grid_blocks=cfg.grid_blocks, glimpses=cfg.glimpses, classifier_hidden=cfg.classifier_hidden)
     model = VQAModel(config, clip)
     mean, std = model.normalisation()
-    data = render_items(cfg.train_size, cfg.seed, "train", cfg.image_size, cache, progress)
+    data = render_items(cfg.train_size, cfg.seed, "train", cfg.image_size, cache, progress, styles=cfg.styles)
     tokens = model.tokenize(data.questions)
+    tokens = tokens[:, :int((tokens != 0).sum(dim=1).max())]  # trailing padding is masked: dropping it is exact
+    # the text tower is frozen: each question's token features are computed once, not every step
+    question_features = torch.cat([model.question_features(tokens[s:s + 512]) for s in range(0, len(tokens), 512)])
     targets = answer_index(data.answers, config.answers)
     grid = None
     if cfg.freeze_encoder:
@@ -50,10 +55,13 @@ def train_vqa(cfg: VQATrainConfig, resume: bool = False, progress: bool = True,
     start = 0 if state is None else int(state["step"])
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
+    def logits_of(idx: np.ndarray) -> torch.Tensor:
+        features = grid[idx].float() if grid is not None else model.grid(to_input(data.images[idx], mean, std))
+        return model.forward_grid(features, tokens[idx], question_features[idx])
+
     def step(s: int) -> torch.Tensor:
         idx = np.sort(np.random.default_rng([cfg.seed, s]).integers(0, len(targets), cfg.batch_size))
-        features = grid[idx].float() if grid is not None else model.grid(to_input(data.images[idx], mean, std))
-        logits = model.forward_grid(features, tokens[idx])
+        logits = logits_of(idx)
         loss = soft_cross_entropy(logits, F.one_hot(targets[idx], len(config.answers)).float())
         loss.backward()
         return loss
@@ -69,6 +77,18 @@ def train_vqa(cfg: VQATrainConfig, resume: bool = False, progress: bool = True,
                "parameters": model.parameter_counts(), "out": str(out)}
     if stop == cfg.steps:
         model.eval()
+        summary["train_accuracy"] = _training_fit(logits_of, data, config.answers)
         model.save_pretrained(out / "model")
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+@torch.no_grad()
+def _training_fit(logits_of, data, answers: list[str], size: int = 2000, batch_size: int = 256) -> dict[str, float]:
+    """Accuracy per question type on the first `size` training items: whether the model fits what it saw."""
+    from clipworks.vqa.evaluate import accuracy_by_type
+
+    n = min(size, len(data.answers))
+    predicted = [answers[i] for s in range(0, n, batch_size)
+                 for i in logits_of(np.arange(s, min(s + batch_size, n))).argmax(dim=-1).tolist()]
+    return accuracy_by_type(predicted, data.answers[:n], data.types[:n])
