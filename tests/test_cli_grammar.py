@@ -71,6 +71,12 @@ def test_vqa_actions_and_their_flags(parser, capsys):
     assert args.run is vqa._eval and args.zero_shot and args.split == "train" and args.out == "r.json"
     assert "unrecognized arguments: --fine-tune" in _usage_error(parser, ["vqa", "eval", "--fine-tune"], capsys)
     assert "required: QUESTION" in _usage_error(parser, ["vqa", "ask", "scene.png"], capsys)
+    args = _parse(parser, ["vqa", "ask", "--batch", "questions.jsonl", "--out", "answers.jsonl", "--batch-size", "8"])
+    assert args.run is vqa._ask and (args.batch, args.out, args.batch_size, args.image) == (
+        "questions.jsonl", "answers.jsonl", 8, None)
+    assert "required: IMAGE, QUESTION (or --batch TABLE)" in _usage_error(parser, ["vqa", "ask"], capsys)
+    assert "not both" in _usage_error(parser, ["vqa", "ask", "a.png", "q?", "--batch", "t.csv"], capsys)
+    assert "--out goes with --batch" in _usage_error(parser, ["vqa", "ask", "a.png", "q?", "--out", "o.jsonl"], capsys)
     assert "argument --top" in _usage_error(parser, ["vqa", "ask", "a.png", "q?", "--top", "0"], capsys)
 
 
@@ -86,7 +92,13 @@ def test_video_actions_and_their_flags(parser, capsys):
     args = _parse(parser, ["video", "search", "a star moves", "--store", "vs", "-k", "3", "--json"])
     assert args.run is video._search and (args.text, args.k, args.json) == ("a star moves", 3, True)
     args = _parse(parser, ["video", "classify", "clip.mp4", "--labels", "grows", "spins"])
-    assert args.run is video._classify and args.video == "clip.mp4" and args.labels == ["grows", "spins"]
+    assert args.run is video._classify and args.videos == ["clip.mp4"] and args.labels == ["grows", "spins"]
+    args = _parse(parser, ["video", "classify", "a.mp4", "frames/", "--labels", "grows", "--out", "r.jsonl"])
+    assert args.videos == ["a.mp4", "frames/"] and args.out == "r.jsonl" and args.batch is None
+    args = _parse(parser, ["video", "classify", "--batch", "list.txt", "--labels", "grows", "--batch-size", "4"])
+    assert (args.videos, args.batch, args.batch_size) == ([], "list.txt", 4)
+    assert "required: VIDEO (or --batch LIST)" in _usage_error(parser, ["video", "classify", "--labels", "a"], capsys)
+    assert "not both" in _usage_error(parser, ["video", "classify", "a.mp4", "--batch", "list.txt"], capsys)
     # --out is one thing per action, and flags of one action are refused by the others
     assert "unrecognized arguments: --out" in _usage_error(parser, ["video", "search", "x", "--store", "s", "--out", "o"], capsys)
     assert "unrecognized arguments: --method" in _usage_error(parser, ["video", "world", "--method", "meanP"], capsys)

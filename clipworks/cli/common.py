@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from clipworks.errors import InputFileError
@@ -95,6 +98,12 @@ def add_actions(sub: argparse._SubParsersAction, name: str, help: str) -> argpar
     return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
+def add_check(parser: argparse.ArgumentParser, check: Callable[[argparse.Namespace], str | None]) -> None:
+    """A rule between an action's arguments (argparse checks each alone), applied when the action is parsed:
+    a message `check(args)` returns is a usage error, one line and status 2 like argparse's own."""
+    parser.checks = (*getattr(parser, "checks", ()), check)
+
+
 def add_device_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--device", type=device, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
 
@@ -131,3 +140,47 @@ def load_images(paths: list[str]):
     if not images:
         raise InputFileError("no images given")
     return images
+
+
+# Batch output: JSONL records, one a line.
+
+
+def refuse_existing(out: str | None) -> None:
+    """Refuse an --out that exists (the CLI has no --force; a batch run never overwrites earlier results)."""
+    if out is not None and os.path.lexists(out):
+        raise InputFileError(f"{out}: already exists; choose another --out, or move or delete it first")
+
+
+def write_jsonl(records: Iterable[dict], out: str | None) -> int:
+    """Write records as JSON lines: to `out` atomically (records stream into a temporary file beside it, which
+    becomes `out` only when all are written), or to stdout as they come. Returns how many were written."""
+    from clipworks.io import atomic_write
+
+    count = 0
+
+    def write(stream) -> None:
+        nonlocal count
+        for record in records:
+            stream.write(json.dumps(record) + "\n")
+            if out is None:
+                stream.flush()  # a reader of the pipe sees each record as soon as it is answered
+            count += 1
+
+    if out is None:
+        write(sys.stdout)
+    else:
+        def write_file(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                write(f)
+
+        atomic_write(out, write_file)
+    return count
+
+
+def report_skips(report, noun: str, show: int = 10) -> None:
+    """The end-of-run tally of skipped items on stderr, with the first few by name and reason."""
+    if not report.count:
+        return
+    print(f"clipworks: {report.summary(noun=noun)}", file=sys.stderr)
+    for item in report.examples(show):
+        print(f"  {item.key}: {item.reason}", file=sys.stderr)

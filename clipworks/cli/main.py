@@ -19,6 +19,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for check in getattr(self, "checks", ()):  # rules between an action's arguments (common.add_check)
+            problem = check(namespace)
+            if problem:
+                self.error(problem)
+        return namespace, extras
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="clipworks", description="Train, load, evaluate and apply CLIP models.")

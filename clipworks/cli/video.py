@@ -1,6 +1,6 @@
 """`clipworks video ACTION`: the generated video world (world), training (train: CLIP4Clip similarity
 calculators, ActionCLIP), evaluation (eval), text->video search over a folder (index, search) and classifying
-one video against labels (classify)."""
+videos against labels (classify: one, several, or a --batch list, JSONL out)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from clipworks.cli.common import add_actions, add_device_arg, non_empty, positive_float, positive_int
+from clipworks.cli.common import (add_actions, add_check, add_device_arg, non_empty, positive_float, positive_int,
+                                  refuse_existing, report_skips, write_jsonl)
 from clipworks.errors import InputFileError
 
 VIDEO_FORMATS = ("mp4", "webm", "avi", "mkv", "mov", "gif")  # what video.decode.write_video writes (numpy-free here)
@@ -72,15 +73,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_arg(s)
     s.set_defaults(run=_search)
 
-    c = actions.add_parser("classify", help="rank labels for one video", description="Label probabilities for a "
-                           "video file or a folder of frames.")
-    c.add_argument("video", metavar="VIDEO", help="a video file or a folder of frames")
+    c = actions.add_parser("classify", help="rank labels for videos",
+                           description="Label probabilities for video files or folders of frames. One VIDEO prints "
+                                       "its ranking; several, or a --batch list, give one JSON line per video "
+                                       "(the model and the labels' text features are computed once).")
+    c.add_argument("videos", nargs="*", metavar="VIDEO", help="video files or folders of frames")
+    c.add_argument("--batch", metavar="LIST", help="a .txt (one path a line) or .jsonl/.csv/.tsv (a video column) "
+                                                   "naming the videos, instead of VIDEO; relative paths are read from "
+                                                   "the list's folder; unreadable videos are skipped and counted")
+    c.add_argument("--out", help="write one JSON line per video here, in input order (refused if it exists; "
+                                 "default: stdout)")
     c.add_argument("--labels", nargs="+", type=non_empty, help="the candidate labels (default: the model's)")
     c.add_argument("--templates", nargs="+", help="prompt templates with {} (default: the model's)")
     _add_model(c)
-    c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--json", action="store_true", help="one VIDEO: print JSON")
+    c.add_argument("--batch-size", type=positive_int, default=8, help="videos per forward pass")
     add_device_arg(c)
     c.set_defaults(run=_classify)
+    add_check(c, _classify_form)
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -164,21 +174,63 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classify_form(args: argparse.Namespace) -> str | None:
+    if args.batch is not None and args.videos:
+        return "give VIDEO... or --batch LIST, not both"
+    if args.batch is None and not args.videos:
+        return "the following arguments are required: VIDEO (or --batch LIST)"
+    return None
+
+
 def _classify(args: argparse.Namespace) -> int:
-    from clipworks.video.inference import classify_video
+    if args.batch is None and len(args.videos) == 1 and args.out is None:
+        return _classify_one(args)
+    from clipworks.data.skips import SkipReport
+    from clipworks.data.tables import TableRow
+    from clipworks.video.inference import classify_rows, read_video_list
     from clipworks.video.model import video_model
 
-    path = Path(args.video)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file or folder")
+    refuse_existing(args.out)
+    if args.batch is not None:
+        rows, folder = read_video_list(args.batch), Path(args.batch).resolve().parent
+    else:
+        rows, folder = [TableRow(v, {"video": v}) for v in args.videos], Path.cwd()
     model = video_model(args.model, device=args.device)
+    labels = _labels(args, model)
+    report = SkipReport(total=len(rows))
+
+    def records():
+        yield from classify_rows(model, rows, folder, labels, args.templates, batch_size=args.batch_size,
+                                 report=report)
+        if not report.kept:  # raised inside the writer, so no --out file is left behind
+            raise InputFileError(f"none of the {len(rows)} videos could be read ({report.summary(noun='video')}; "
+                                 f"{report.first()})")
+
+    written = write_jsonl(records(), args.out)
+    report_skips(report, "video")
+    if args.out is not None:
+        print(f"classified {report.kept} of {written} videos; wrote {args.out}")
+    return 0
+
+
+def _labels(args: argparse.Namespace, model) -> list[str]:
     labels = args.labels or list(model.config.labels)
     if not labels:
         raise InputFileError("video classify: give --labels (this model was not trained on labels)")
-    ranked = classify_video(model, path, labels, args.templates)
+    return labels
+
+
+def _classify_one(args: argparse.Namespace) -> int:
+    from clipworks.video.inference import classify_video
+    from clipworks.video.model import video_model
+
+    path = Path(args.videos[0])
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file or folder")
+    model = video_model(args.model, device=args.device)
+    ranked = classify_video(model, path, _labels(args, model), args.templates)
     if args.json:
         print(json.dumps([{"label": label, "probability": p} for label, p in ranked], indent=2))
     for label, p in ranked if not args.json else ():
         print(f"{p:6.3f}  {label}")
     return 0
-

@@ -1,5 +1,6 @@
-"""`clipworks vqa ask IMAGE "question"`, `clipworks vqa train --out DIR` (a VQA model on CLIP grid features) and
-`clipworks vqa eval` (accuracy per question type on generated held-out questions, or zero-shot CLIP)."""
+"""`clipworks vqa ask IMAGE "question"` (or `--batch TABLE`: every row's question, JSON lines out),
+`clipworks vqa train --out DIR` (a VQA model on CLIP grid features) and `clipworks vqa eval` (accuracy per question
+type on generated held-out questions, or zero-shot CLIP)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from clipworks.cli.common import add_actions, positive_float, positive_int
+from clipworks.cli.common import (add_actions, add_check, add_device_arg, positive_float, positive_int,
+                                  refuse_existing, report_skips, write_jsonl)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,12 +17,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     actions = add_actions(sub, "vqa", "visual question answering on CLIP grid features (CLIP-ViL): ask, train, eval")
 
-    a = actions.add_parser("ask", help="answer a question about an image", description="The top answers with probabilities.")
-    a.add_argument("image", metavar="IMAGE")
-    a.add_argument("question", metavar="QUESTION")
+    a = actions.add_parser("ask", help="answer questions about images",
+                           description="The top answers with probabilities: for one IMAGE and QUESTION, or for "
+                                       "every row of a --batch table (the model loads once), as JSON lines.")
+    a.add_argument("image", metavar="IMAGE", nargs="?")
+    a.add_argument("question", metavar="QUESTION", nargs="?")
+    a.add_argument("--batch", metavar="TABLE",
+                   help="a .jsonl or .csv/.tsv table with an image and a question column, instead of IMAGE QUESTION; "
+                        "relative image paths are read from the table's folder; rows that cannot be answered are "
+                        "skipped and counted")
+    a.add_argument("--out", help="--batch: write the answers here as JSON lines, one per row in table order "
+                                 "(refused if it exists; default: stdout)")
     _add_model(a)
     a.add_argument("--top", type=positive_int, default=3, help="answers to show")
+    a.add_argument("--batch-size", type=positive_int, default=64, help="--batch: questions per forward pass")
+    add_device_arg(a)
     a.set_defaults(run=_ask)
+    add_check(a, _ask_form)
 
     e = actions.add_parser("eval", help="accuracy per question type on generated questions",
                            description="A trained VQA model (--model), or zero-shot CLIP (--zero-shot).")
@@ -84,14 +97,54 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask_form(args: argparse.Namespace) -> str | None:
+    """IMAGE QUESTION, or --batch TABLE [--out FILE]."""
+    if args.batch is not None:
+        return "give IMAGE QUESTION or --batch TABLE, not both" if args.image is not None else None
+    if args.image is None:
+        return "the following arguments are required: IMAGE, QUESTION (or --batch TABLE)"
+    if args.question is None:
+        return "the following arguments are required: QUESTION"
+    if args.out is not None:
+        return "--out goes with --batch (one question's answers are printed)"
+    return None
+
+
 def _ask(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _ask_batch(args)
     from clipworks.model.transforms import load_image
     from clipworks.vqa.inference import ask
     from clipworks.vqa.model import load_vqa
 
     image = load_image(Path(args.image))  # checked before the model loads
-    for answer, p in ask(load_vqa(args.model), image, args.question, top=args.top):
+    for answer, p in ask(load_vqa(args.model, device=args.device), image, args.question, top=args.top):
         print(f"{p:6.3f}  {answer}")
+    return 0
+
+
+def _ask_batch(args: argparse.Namespace) -> int:
+    from clipworks.data.skips import SkipReport
+    from clipworks.errors import InputFileError
+    from clipworks.vqa.inference import answer_rows, read_questions
+    from clipworks.vqa.model import load_vqa
+
+    refuse_existing(args.out)
+    rows = read_questions(args.batch)  # the table is read before the model loads
+    model = load_vqa(args.model, device=args.device)
+    report = SkipReport(total=len(rows))
+
+    def records():
+        yield from answer_rows(model, rows, Path(args.batch).resolve().parent, top=args.top,
+                               batch_size=args.batch_size, report=report)
+        if not report.kept:  # raised inside the writer, so no --out file is left behind
+            raise InputFileError(f"{args.batch}: no row could be answered ({report.summary(noun='row')}; "
+                                 f"{report.first()})")
+
+    written = write_jsonl(records(), args.out)
+    report_skips(report, "row")
+    if args.out is not None:
+        print(f"answered {report.kept} of {written} rows; wrote {args.out}")
     return 0
 
 

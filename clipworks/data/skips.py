@@ -61,13 +61,14 @@ class SkipReport:
         examples = self.examples(1)
         return f"{examples[0].key}: {examples[0].reason}" if examples else ""
 
-    def summary(self, total: int | None = None) -> str:
-        """e.g. "skipped 3 of 1000 samples: 2 corrupt or truncated image, 1 no such file; e.g. a.jpg, b.png"."""
+    def summary(self, total: int | None = None, noun: str = "sample") -> str:
+        """e.g. "skipped 3 of 1000 samples: 2 corrupt or truncated image, 1 no such file; e.g. a.jpg, b.png"
+        (`noun`: what the items are, "row" or "video" where they are not samples)."""
         total = total if total is not None else self.total
         if total is None and self.kept:
             total = self.kept + self.count
         of = f" of {total}" if total is not None else ""
-        noun = "sample" if (total if total is not None else self.count) == 1 else "samples"
+        noun = noun if (total if total is not None else self.count) == 1 else f"{noun}s"
         if not self.count:
             return f"skipped 0{of} {noun}"
         reasons = ", ".join(f"{n} {reason}" for reason, n in self.by_reason().items())
