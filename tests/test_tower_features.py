@@ -152,7 +152,7 @@ class PatchCNN(ImageTower):
     def _grid(self, x):
         return x.flatten(2).transpose(1, 2)
 
-    def grid_shape(self, image_size):
+    def grid_shape(self, image_size, blocks=None):  # every block keeps the patch grid and the width
         return image_size // self.patch, image_size // self.patch, self.patchify.out_channels
 
     def mid_level_indices(self):
