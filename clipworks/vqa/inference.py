@@ -17,7 +17,7 @@ QUESTION_COLUMNS = {"image": IMAGE_COLUMNS, "question": ("question", "text")}
 
 
 def _logits(model, x: torch.Tensor, questions: Sequence[str]) -> torch.Tensor:
-    device = model.classifier.weight.device
+    device = next(model.parameters()).device
     return model(x.to(device), model.tokenize(list(questions)).to(device))
 
 
