@@ -1,5 +1,11 @@
 """clipworks: train, load, evaluate and apply CLIP models.
 
+The layers, lowest first (tests/test_layering.py holds the package to them):
+- shared modules: errors, io (atomic writes), cache (the feature cache), weights (small models' directories);
+- the core: model, data, training, evaluation, search; its packages import each other and the shared modules;
+- applications: captioning, vqa, video, sketch; each imports the core, never another application;
+- entry points: cli, demo, experiments; they may import anything, and nothing below imports them.
+
 The public API is imported lazily so that `import clipworks` stays fast (torch loads on first use).
 """
 

@@ -1,10 +1,13 @@
 """Data sources: a generated world, scikit-learn's digits, scikit-image's photos, and readers for a user's own
 image-caption collections. `open_pairs(spec)` turns a `--data` argument into a data set.
 
-One module per format: `captions` (caption text in any common encoding), `images` (image files as samples),
-`folders` (the one hidden-file rule, folder walking, folders of images with .txt captions), `tables` (.csv,
-.tsv, .jsonl), `shards` (WebDataset tars), `skips` (the skipped-item tally) and `sources` (the --data registry).
-The data package imports only clipworks.model (image decoding) and clipworks.errors, never an application."""
+The generated world: `world` (its data sets, and the one import for all its names), `world_scenes` (vocabulary,
+scene sampling), `world_render` (drawing), `world_captions` (captions, hard negatives), `styles` (drawing styles
+and backdrops). One module per format: `captions` (caption text in any common encoding), `images` (image files
+as samples), `folders` (the one hidden-file rule, folder walking, folders of images with .txt captions), `tables`
+(.csv, .tsv, .jsonl), `shards` (WebDataset tars), `skips` (the skipped-item tally) and `sources` (the --data
+registry). Part of the core: it imports only clipworks.model (image decoding) and clipworks.errors, never an
+application."""
 
 from __future__ import annotations
 
