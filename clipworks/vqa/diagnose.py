@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipworks.vqa.questions import RELATION_WORDS
 
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 EXAMPLE = ("is the red circle to the left of the blue square?", "is the red circle to the right of the blue square?")
