@@ -18,7 +18,8 @@ from clipworks.model.transforms import image_transform
 
 
 # Trained weights that ship inside the package, by name.
-# "default-v1" is the first default model (classic world only): the shipped captioner and VQA head read its features.
+# "default-v1" is the first default model (classic world only): the shipped VQA head reads its features, and the
+# sketching experiment uses it as a judge that never saw a drawing style.
 SHIPPED = {"default": "pretrained/default", "default-v1": "pretrained/default-v1"}
 
 
