@@ -109,9 +109,14 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
         else:
             loss = symmetric_cross_entropy(logits)
         if cfg.label_weight:  # captions and label prompts, one model for search and classification
-            prompts = [ACTION_TEMPLATES[rng.integers(len(ACTION_TEMPLATES))].format(data.labels[i]) for i in idx]
-            label_logits = model.logits(model.encode_text(tokenizer(prompts)), frames, data.mask[idx])
-            loss = loss + cfg.label_weight * kl_multi_positive(label_logits.t(), [data.labels[i] for i in idx])
+            # one template per step, so each label present is one prompt, encoded once (clips of a label share it)
+            template = ACTION_TEMPLATES[rng.integers(len(ACTION_TEMPLATES))]
+            labels = [data.labels[i] for i in idx]
+            names = sorted(set(labels))
+            prompts = model.encode_text(tokenizer([template.format(name) for name in names]))
+            rows = torch.tensor([names.index(label) for label in labels])
+            label_logits = model.logits(prompts[rows], frames, data.mask[idx])  # [clips' prompts, videos]
+            loss = loss + cfg.label_weight * kl_multi_positive(label_logits.t(), labels)
         loss.backward()
         return loss
 
