@@ -18,13 +18,11 @@ from clipworks.model.transforms import image_transform
 
 
 # Trained weights that ship inside the package, by name.
-# "default-v1" is the first default model (classic world only): the shipped VQA head reads its features, and the
-# sketching experiment uses it as a judge that never saw a drawing style.
-SHIPPED = {"default": "pretrained/default", "default-v1": "pretrained/default-v1"}
+SHIPPED = {"default": "pretrained/default"}
 
 
 def shipped_model_path(name: str) -> Path | None:
-    """The packaged directory of a shipped model ('default', 'default-v1'), or None when the name is not one."""
+    """The packaged directory of a shipped model ('default'), or None when the name is not one."""
     if name not in SHIPPED:
         return None
     from importlib import resources
