@@ -172,7 +172,8 @@ def test_vit_to_huggingface(tmp_path):
     pixels = processor(images=_photo(), return_tensors="pt")["pixel_values"][0]
     ours = clipworks.image_transform(model.config.preprocess, train=False)(_photo())
     assert pixels.shape == ours.shape == (3, 48, 48)
-    assert _max_diff(pixels, ours) <= 0.05  # PIL's and torchvision's bilinear kernels differ by a few levels
+    # PIL's and torchvision's bilinear resizes may round a pixel to the neighbouring 8-bit level, no further.
+    assert _max_diff(pixels, ours) <= 1 / 255 / min(model.config.preprocess.std) + 1e-6
 
     _assert_clipworks_round_trip(model, tmp_path / "hf")
 
