@@ -35,7 +35,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _checkpoint_for_name(name: str | os.PathLike) -> Checkpoint:
+def checkpoint_for_name(name: str | os.PathLike | Checkpoint) -> Checkpoint:
+    """The checkpoint of a shipped model name ('default') or of a file/directory path (a Checkpoint passes through)."""
+    if isinstance(name, Checkpoint):
+        return name
     shipped = shipped_model_path(name) if isinstance(name, str) else None
     if shipped is not None:
         if not (shipped / "model.safetensors").is_file():
@@ -48,7 +51,7 @@ def _checkpoint_for_name(name: str | os.PathLike) -> Checkpoint:
 
 
 def create_model(
-    name: str | os.PathLike,
+    name: str | os.PathLike | Checkpoint,
     pretrained: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     quick_gelu: bool | None = None,
@@ -56,7 +59,8 @@ def create_model(
     """Build a model by architecture name (random init, or weights from `pretrained`) or from a checkpoint path.
 
     `name` is an architecture (`clipworks.list_models()`), a shipped trained model ("default": the small
-    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format.
+    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format
+    (or one already read: a `Checkpoint`).
     `quick_gelu` overrides the activation where the checkpoint cannot say (bare state dicts).
     Returns the model in eval mode and its preprocessing transform (PIL image -> tensor).
     """
@@ -78,7 +82,7 @@ def create_model(
     else:
         if pretrained is not None:
             raise ConfigError(f"'{name}' is a checkpoint path: pass it alone, or pass an architecture name with pretrained=")
-        checkpoint = _checkpoint_for_name(name)
+        checkpoint = checkpoint_for_name(name)
         config = config_for(checkpoint, quick_gelu)
 
     model = CLIP(config)
@@ -113,6 +117,6 @@ def get_tokenizer(name_or_model: str | os.PathLike | CLIP) -> Tokenizer:
     elif isinstance(name_or_model, str) and is_model_name(name_or_model):
         config = get_model_config(name_or_model)
     else:
-        checkpoint = _checkpoint_for_name(name_or_model)
+        checkpoint = checkpoint_for_name(name_or_model)
         config = config_for(checkpoint, quick_gelu=True)  # the activation is irrelevant here
     return Tokenizer(context_length=config.text.context_length)
