@@ -57,15 +57,13 @@ def download(url: str, target: str | os.PathLike, sha256: str | None = None, *,
 
     from tqdm import tqdm
 
-    from clipworks import __version__
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".partial")
     size, total, reason = 0, None, "no attempt made"
     for _ in range(max(attempts, 1)):
         done = part.stat().st_size if part.is_file() else 0
-        headers = {"User-Agent": f"clipworks/{__version__}"}
+        headers = {"User-Agent": "clipworks"}
         if done:
             headers["Range"] = f"bytes={done}-"
         try:
@@ -96,6 +94,8 @@ def download(url: str, target: str | os.PathLike, sha256: str | None = None, *,
             break
         reason = f"the connection closed after {size} of {total} bytes" if total else reason
     else:
+        if not size:
+            raise DownloadError(f"{url}: download failed ({reason})")
         raise DownloadError(f"{url}: download interrupted ({reason}); {size} bytes are kept in {part} and the next "
                             "download resumes from there")
     actual = sha256_file(part)

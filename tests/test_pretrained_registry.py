@@ -68,6 +68,15 @@ def test_registry_matches_open_clip_for_every_tag_of_our_architectures():
         assert mean == tuple(cfg["mean"]), e.name
 
 
+def test_a_tag_sets_the_activation_and_preprocessing_its_weights_were_trained_with():
+    vit_l = get_model_config("ViT-L-14")
+    assert vit_l.quick_gelu is True  # OpenAI's activation in the architecture's config
+    laion = find_pretrained("ViT-L-14", "laion2b_s32b_b82k").apply(vit_l)
+    assert laion.quick_gelu is False and laion.preprocess.mean == (0.5, 0.5, 0.5) == laion.preprocess.std
+    assert laion.preprocess.image_size == 224 and laion.vision == vit_l.vision
+    assert find_pretrained("ViT-L-14", "openai").apply(vit_l) == vit_l
+
+
 # ---- a loopback server with seeded random weights in open_clip's (= OpenAI's key) layout ---------------------
 
 @pytest.fixture(scope="module")
@@ -343,3 +352,11 @@ def test_cli_pretrained_tag_without_download_is_a_one_line_error(home, capsys):
     assert main(["embed", "--text", "a dog", "--model", "ViT-B-32", "--pretrained", "openai"]) == 1
     err = capsys.readouterr().err
     assert "ViT-B-32/openai is not in the cache" in err and "--download" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unreachable_server_is_a_one_line_error_that_leaves_nothing(home, free_port):
+    url = f"http://127.0.0.1:{free_port()}/tiny.pt"  # nothing listens there
+    entry = PretrainedTag(ARCH, "gone", quick_gelu=False, url=url)
+    with pytest.raises(DownloadError, match=f"{re.escape(url)}: download failed"):
+        fetch_pretrained(entry, download=True, progress=False)
+    assert _left_in(home / "clipworks") == []

@@ -55,7 +55,8 @@ def _pretrained_tag(config: ModelConfig, pretrained: str | os.PathLike | Pretrai
     """The registered tag `pretrained` names for this architecture, or None when it is a path."""
     if isinstance(pretrained, PretrainedTag):
         if pretrained.architecture != config.name:
-            raise ConfigError(f"pretrained weights {pretrained.name} are for {pretrained.architecture}, not {config.name}")
+            raise ConfigError(f"pretrained weights {pretrained.name} are for {pretrained.architecture}, "
+                              f"not {config.name}")
         return pretrained
     if not isinstance(pretrained, str):
         return None

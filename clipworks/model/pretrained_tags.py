@@ -210,7 +210,8 @@ def download_allowed(download: bool | None = None) -> tuple[bool, str]:
     if download is None:
         download = os.environ.get("CLIPWORKS_ALLOW_DOWNLOAD", "").lower() in _TRUE
     if not download:
-        return False, "to let clipworks download it, pass download=True (CLI: --download) or set CLIPWORKS_ALLOW_DOWNLOAD=1"
+        return False, ("to let clipworks download it, pass download=True (CLI: --download) "
+                       "or set CLIPWORKS_ALLOW_DOWNLOAD=1")
     return True, ""
 
 
