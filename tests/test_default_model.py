@@ -39,7 +39,7 @@ def test_default_model_loads_by_name_and_fits_the_budget():
 def test_all_shipped_weights_fit_40_mb():
     package = Path(clipworks.__file__).parent
     files = list(package.glob("*/pretrained/*/model.safetensors"))
-    assert len(files) >= 4  # CLIP default (and default-v1 while it ships), the captioner, the VQA head, the video model
+    assert len(files) >= 4  # the CLIP default, the captioner, the VQA head, the video model
     total = sum(f.stat().st_size for f in files)
     assert total <= 40 * 1024 * 1024, f"{total / 2**20:.1f} MB in {[str(f) for f in files]}"
 

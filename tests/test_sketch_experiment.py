@@ -66,13 +66,7 @@ def test_judge_card_reads_the_training_data_beside_the_weights(tmp_path):
     assert "outline" in card["styles_seen"] and "hatching" in card["styles_seen"] and "sketch" not in card["styles_seen"]
 
 
-def test_second_judge_defaults_to_default_v1_only_while_it_ships(monkeypatch, capsys):
-    from clipworks.model import factory
-
-    if "default-v1" in factory.SHIPPED:
-        assert experiment.default_second_judge() == "default-v1"
-    monkeypatch.setattr(factory, "SHIPPED", {"default": factory.SHIPPED["default"]})
-    assert experiment.default_second_judge() is None
+def test_the_second_judge_must_be_named(capsys):
     with pytest.raises(SystemExit) as info:
         experiment.main(["--out", "unused"])
     assert info.value.code == 2

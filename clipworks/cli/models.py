@@ -1,10 +1,12 @@
-"""`clipworks models`: the architectures clipworks can build; `--pretrained`: the published weights it can load by
-tag, and which of them are on disk."""
+"""`clipworks models` (the architectures clipworks can build; `--pretrained`: the published weights it can load by
+tag, and which of them are on disk) and `clipworks export-model` (write a trained model in open_clip's or Hugging
+Face's directory format)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,6 +15,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", action="store_true",
                    help="list the published weights by architecture and tag, and the cache each one is found in")
     p.set_defaults(run=run)
+
+    e = sub.add_parser("export-model", help="write a model as an open_clip or Hugging Face CLIPModel directory",
+                       description="open_clip: open_clip_config.json + open_clip_model.safetensors, loaded by "
+                                   "open_clip.create_model_and_transforms('local-dir:DIR'). hf: config.json, "
+                                   "model.safetensors, preprocessor and tokenizer files, loaded by "
+                                   "transformers.CLIPModel.from_pretrained(DIR) (ViT image towers only).")
+    e.add_argument("model", metavar="MODEL", help="a shipped model ('default') or a checkpoint file/directory")
+    e.add_argument("dir", metavar="DIR", help="output directory (must be new or empty, unless --force)")
+    e.add_argument("--format", required=True, choices=("open_clip", "hf"))
+    e.add_argument("--force", action="store_true", help="replace DIR if it is an existing model directory")
+    act = e.add_mutually_exclusive_group()
+    act.add_argument("--gelu", dest="quick_gelu", action="store_false", default=None,
+                     help="a bare state dict was trained with GELU (the weights cannot tell)")
+    act.add_argument("--quick-gelu", dest="quick_gelu", action="store_true", help="a bare state dict uses QuickGELU")
+    e.set_defaults(run=run_export_model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +54,19 @@ def run(args: argparse.Namespace) -> int:
     shipped = config_from_dict(json.loads(config_file.read_text())["model"], str(config_file))
     print(f"\nshipped trained weights: default ({shipped.name or 'unnamed'}: {_tower(shipped)}, trained on the "
           "generated shape world; `--model default`)")
+    return 0
+
+
+def run_export_model(args: argparse.Namespace) -> int:
+    from clipworks.model.checkpoint.export import check_destination, export_model, load_for_export
+
+    check_destination(args.dir, args.force)  # before the model loads
+    files = export_model(load_for_export(args.model, args.quick_gelu), args.dir, args.format, force=args.force)
+    for path in files:
+        print(path)
+    how = (f"open_clip.create_model_and_transforms('local-dir:{args.dir}')" if args.format == "open_clip"
+           else f"transformers.CLIPModel.from_pretrained('{args.dir}')")
+    print(f"load it with {how}", file=sys.stderr)
     return 0
 
 

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=positive_int, default=D.batch_size)
     t.add_argument("--lr-clip", type=positive_float, default=D.lr_clip, help="learning rate of CLIP's trained weights")
     t.add_argument("--lr-new", type=positive_float, default=D.lr_new, help="learning rate of the new layers")
+    t.add_argument("--styles", default=D.styles, help="world styles: classic, train, or names joined by '+'")
+    t.add_argument("--label-weight", type=float, default=D.label_weight,
+                   help="also ActionCLIP's label-prompt loss at this weight (one model searches and classifies)")
+    t.add_argument("--where-glimpses", type=int, default=D.where_glimpses,
+                   help="glimpses whose cell centres join each frame's embedding, for motion direction (0: none)")
     t.add_argument("--resume", action="store_true")
     t.set_defaults(run=_train)
 
@@ -125,7 +130,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = VideoTrainConfig(out=args.out, method=args.method, fusion=args.fusion, loss=args.loss, data=args.data,
                            train_size=args.train_size, clip_model=args.clip_model, num_frames=args.frames,
-                           steps=args.steps, batch_size=args.batch_size, lr_clip=args.lr_clip, lr_new=args.lr_new)
+                           steps=args.steps, batch_size=args.batch_size, lr_clip=args.lr_clip, lr_new=args.lr_new,
+                           styles=args.styles, label_weight=args.label_weight, where_glimpses=args.where_glimpses)
     print(json.dumps(train_video(cfg, resume=args.resume), indent=2))
     return 0
 

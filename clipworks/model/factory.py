@@ -20,13 +20,11 @@ from clipworks.model.transforms import image_transform
 
 
 # Trained weights that ship inside the package, by name.
-# "default-v1" is the first default model (classic world only): the shipped VQA head reads its features, and the
-# sketching experiment uses it as a judge that never saw a drawing style.
-SHIPPED = {"default": "pretrained/default", "default-v1": "pretrained/default-v1"}
+SHIPPED = {"default": "pretrained/default"}
 
 
 def shipped_model_path(name: str) -> Path | None:
-    """The packaged directory of a shipped model ('default', 'default-v1'), or None when the name is not one."""
+    """The packaged directory of a shipped model ('default'), or None when the name is not one."""
     if name not in SHIPPED:
         return None
     from importlib import resources
@@ -39,7 +37,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _checkpoint_for_name(name: str | os.PathLike) -> Checkpoint:
+def checkpoint_for_name(name: str | os.PathLike | Checkpoint) -> Checkpoint:
+    """The checkpoint of a shipped model name ('default') or of a file/directory path (a Checkpoint passes through)."""
+    if isinstance(name, Checkpoint):
+        return name
     shipped = shipped_model_path(name) if isinstance(name, str) else None
     if shipped is not None:
         if not (shipped / "model.safetensors").is_file():
@@ -69,7 +70,7 @@ def _pretrained_tag(config: ModelConfig, pretrained: str | os.PathLike | Pretrai
 
 
 def create_model(
-    name: str | os.PathLike,
+    name: str | os.PathLike | Checkpoint,
     pretrained: str | os.PathLike | PretrainedTag | None = None,
     device: str | torch.device | None = None,
     quick_gelu: bool | None = None,
@@ -79,7 +80,8 @@ def create_model(
     """Build a model by architecture name (random init, or weights from `pretrained`) or from a checkpoint path.
 
     `name` is an architecture (`clipworks.list_models()`), a shipped trained model ("default": the small
-    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format.
+    model clipworks trains on its generated world), or a checkpoint file/directory in any supported format
+    (or one already read: a `Checkpoint`).
     `pretrained` is a file or directory in any supported format, or a published tag of the architecture
     ("openai", "laion2b_s34b_b79k": `clipworks models --pretrained`), found in a cache (`cache_dir`, default
     ~/.cache/clipworks/pretrained) or downloaded when `download` (default: $CLIPWORKS_ALLOW_DOWNLOAD=1) allows.
@@ -108,7 +110,7 @@ def create_model(
     else:
         if pretrained is not None:
             raise ConfigError(f"'{name}' is a checkpoint path: pass it alone, or pass an architecture name with pretrained=")
-        checkpoint = _checkpoint_for_name(name)
+        checkpoint = checkpoint_for_name(name)
         config = config_for(checkpoint, quick_gelu)
 
     model = CLIP(config)
@@ -143,6 +145,6 @@ def get_tokenizer(name_or_model: str | os.PathLike | CLIP) -> Tokenizer:
     elif isinstance(name_or_model, str) and is_model_name(name_or_model):
         config = get_model_config(name_or_model)
     else:
-        checkpoint = _checkpoint_for_name(name_or_model)
+        checkpoint = checkpoint_for_name(name_or_model)
         config = config_for(checkpoint, quick_gelu=True)  # the activation is irrelevant here
     return Tokenizer(context_length=config.text.context_length)

@@ -49,10 +49,18 @@ class ImageTower(nn.Module):
 
     def forward_head(self, trunk: torch.Tensor, split: int | None = None) -> torch.Tensor:
         """The blocks after `split` and the pool: trunk output -> embeddings [B, D]."""
+        return self._pool(self._head_blocks(trunk, split))
+
+    def forward_head_and_grid(self, trunk: torch.Tensor, split: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward_head` and, from the same pass, the last block's grid [B, rows * cols, C] (`forward_grid`'s)."""
+        x = self._head_blocks(trunk, split)
+        return self._pool(x), self._grid(x)
+
+    def _head_blocks(self, trunk: torch.Tensor, split: int | None) -> torch.Tensor:
         x = trunk.to(self.dtype)  # cached trunk features may be stored in another precision
         for block in self._blocks()[self._split(split):]:
             x = block(x)
-        return self._pool(x)
+        return x
 
     def head_parameters(self, split: int | None = None) -> list[nn.Parameter]:
         """The parameters `forward_head(·, split)` uses, e.g. to train the head with the trunk frozen."""

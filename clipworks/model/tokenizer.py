@@ -82,6 +82,7 @@ class _MergeTable:
         vocab += [START_OF_TEXT, END_OF_TEXT]
         self.token_to_id = {token: i for i, token in enumerate(vocab)}
         self.id_to_token = {i: token for token, i in self.token_to_id.items()}
+        self.merges = merges
         self.merge_rank = {pair: rank for rank, pair in enumerate(merges)}
         self.special_ids = {START_OF_TEXT: self.token_to_id[START_OF_TEXT], END_OF_TEXT: self.token_to_id[END_OF_TEXT]}
         self.piece_ids = functools.lru_cache(maxsize=PIECE_CACHE_SIZE)(self._piece_ids)
@@ -136,6 +137,16 @@ class Tokenizer:
         self.sot_token_id = self._table.special_ids[START_OF_TEXT]
         self.eot_token_id = self._table.special_ids[END_OF_TEXT]
         self.vocab_size = len(self._table.token_to_id)
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """Token (in byte symbols, `</w>` ending a word) -> id, for writing the tokenizer in other libraries' files."""
+        return dict(self._table.token_to_id)
+
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        """The BPE merges in rank order."""
+        return list(self._table.merges)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of one text, without start/end tokens."""

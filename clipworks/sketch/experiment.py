@@ -4,12 +4,13 @@ Objects of the generated world (by default 3 of each of the 8 shapes: one in the
 styles on plain backdrops) are sketched at 4, 8, 16 and 32 strokes from saliency starts, and the classic ones
 from random starts too (a control), with the default CLIP in the losses. Two zero-shot judges name each
 sketch's shape: the default CLIP, the model the sketches were optimised against, and a second judge that was
-never in the loop (by default `default-v1`, the first default model, trained on the classic world without any
-drawing styles), so the claim is not only "the same model likes its own optimum". Per sketch also: how much
+never in the loop (`--second-judge`: the first default model, stage 1 of `make_default`, trained on the classic
+world without any drawing styles), so the claim is not only "the same model likes its own optimum". Per sketch also: how much
 of the object's outline its ink covers, its loss and time. `--photos` adds scikit-image's sample photos.
 
-    python -m clipworks.sketch.experiment --out reports/sketch         (about 30 min on 2 idle CPU cores)
-    python -m clipworks.sketch.experiment --second-judge RUN/stage1/model-fp16     (a run of make_default)
+    python -m clipworks.training.make_default --run RUN          (RUN/stage1/model-fp16 is the second judge)
+    python -m clipworks.sketch.experiment --out reports/sketch --second-judge RUN/stage1/model-fp16
+                                                                  (about 30 min on 2 idle CPU cores)
 
 Writes results.json, README.md, recognisability.png, sketches_saliency.png, sketches_random.png, the
 16-stroke SVGs (svg/) and strips of intermediate steps (steps/) into --out.
@@ -33,8 +34,8 @@ from PIL import Image
 
 STROKES = (4, 8, 16, 32)
 INITS = ("saliency", "random")
-SECOND_JUDGE = "default-v1"  # the first default model: the classic world only, no drawing styles
-MAKE_SECOND_JUDGE = "python -m clipworks.training.make_default --run RUN"  # its stage 1 is that model
+# The second judge: the first default model (the classic world only, no drawing styles) is this run's stage 1.
+MAKE_SECOND_JUDGE = "python -m clipworks.training.make_default --run RUN"
 # The judges by role: the model the sketches were optimised against, and one that was never in the loop.
 JUDGE_ROLES = {"default": "drew the sketches (the CLIP in the losses) and judges them",
                "second": "judges only; never in the optimisation"}
@@ -219,7 +220,7 @@ def recogniser_control(classify: ZeroShot, size: int = 256) -> dict[str, float]:
     return out
 
 
-def run(out: Path, plan: Plan = Plan(), second_judge: str = SECOND_JUDGE, command: str = "",
+def run(out: Path, plan: Plan, second_judge: str, command: str = "",
         progress: bool = True) -> dict[str, Any]:
     """Sketch every target of `plan` at every stroke count and init, judge each sketch with both judges, and
     write the results, figures and report into `out`."""
@@ -431,8 +432,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     styles = sorted({t["style"] for t in world}, key=lambda s: (s != "classic", s))
     default_plan = json.loads(json.dumps(asdict(Plan())))
     changed = {k: v for k, v in json.loads(json.dumps(plan)).items() if default_plan[k] != v}
-    full = f"python -m clipworks.sketch.experiment --out {out}" + (
-        "" if judges["second"]["model"] == SECOND_JUDGE else f" --second-judge {judges['second']['model']}")
+    full = f"python -m clipworks.sketch.experiment --out {out} --second-judge {judges['second']['model']}"
     lines = ["# CLIPasso: recognisability against the number of strokes, two judges", "",
              "Written by `python -m clipworks.sketch.experiment` from `results.json`; do not edit by hand.", "",
              f"Command: `{results['command']}`, {results['seconds_total'] / 60:.1f} min wall clock (load average "
@@ -494,16 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-per-shape", type=int, default=Plan.random_per_shape,
                         help="of those, how many are also sketched from random starts (the control)")
     parser.add_argument("--photos", action="store_true", help="also sketch 4 sample photos (saliency starts)")
-    parser.add_argument("--second-judge", metavar="MODEL", default=None,
-                        help=f"a model name or checkpoint path that judges the sketches too (default: {SECOND_JUDGE} "
-                             f"while it is shipped; else stage 1 of `{MAKE_SECOND_JUDGE}`: RUN/stage1/model-fp16)")
+    parser.add_argument("--second-judge", metavar="MODEL", required=True,
+                        help="a model name or checkpoint path that judges the sketches too, one that never saw a "
+                             f"drawing style: stage 1 of `{MAKE_SECOND_JUDGE}`, RUN/stage1/model-fp16")
     args = parser.parse_args(argv)
-    if args.second_judge is None:
-        args.second_judge = default_second_judge()
-        if args.second_judge is None:
-            parser.error(f"--second-judge is needed: '{SECOND_JUDGE}' (the first default model, trained on the classic "
-                         f"world without drawing styles) is no longer shipped; `{MAKE_SECOND_JUDGE}` makes it as "
-                         "RUN/stage1/model-fp16: pass that path")
 
     from clipworks.errors import report_errors
 
@@ -517,14 +511,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return report_errors(go, args)
-
-
-def default_second_judge() -> str | None:
-    """SECOND_JUDGE while it ships with clipworks, else None."""
-    from clipworks.model.factory import shipped_model_path
-
-    path = shipped_model_path(SECOND_JUDGE)
-    return SECOND_JUDGE if path is not None and (path / "model.safetensors").is_file() else None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ class VideoTrainConfig:
     held-out style) or a folder of videos. CLIP's trained weights use `lr_clip`, new layers `lr_new`.
     `label_weight` > 0 adds ActionCLIP's KL loss on label prompts to a CLIP4Clip method's caption loss, so one
     model both retrieves and classifies. `compact_vocab`: only the token rows of the words the training texts
-    use train, so the saved text side is small (`model.TokenRows`)."""
+    use train, so the saved text side is small (`model.TokenRows`). `where_glimpses`: see `VideoConfig`."""
 
     out: str
     method: str = "meanP"
@@ -39,3 +39,4 @@ class VideoTrainConfig:
     checkpoint_every: int = 200
     label_weight: float = 0.0
     compact_vocab: bool = False
+    where_glimpses: int = 0

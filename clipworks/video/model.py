@@ -43,6 +43,10 @@ class VideoConfig:
     token_ids: tuple[int, ...] = ()
     # sha256 of the CLIP weights it was trained on (`cache.weights_hash`): loading onto other weights is an error
     clip_weights: str = ""
+    # Glimpses over each frame's last grid whose expected cell centres (x, y) and their change since the frame
+    # before join the frame's embedding (0: none). The pooled embedding keeps what is in a frame, hardly where,
+    # so motion direction needs them (`WhereReadout`).
+    where_glimpses: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -51,6 +55,8 @@ class VideoConfig:
             raise ConfigError(f"train_visual must be one of {', '.join(VISUAL_TRAINING)}; got {self.train_visual!r}")
         if self.num_frames < 1:
             raise ConfigError(f"num_frames must be at least 1; got {self.num_frames}")
+        if self.where_glimpses < 0:
+            raise ConfigError(f"where_glimpses must be >= 0; got {self.where_glimpses}")
         self.labels, self.templates, self.token_ids = tuple(self.labels), tuple(self.templates), tuple(self.token_ids)
 
 
@@ -123,6 +129,34 @@ class CrossEncoder(nn.Module):
         return torch.cat(rows)
 
 
+class WhereReadout(nn.Module):
+    """Where a frame's objects are and where they are going: `glimpses` attention maps over each frame's grid
+    cells, each read out as its expected cell centre (x, y in [-1, 1]), and its change since the frame before
+    (the first frame's is zero), mapped into the embedding space. Averaged over frames (meanP, or seqTransf's
+    pooling) the change is the net displacement, so a video's embedding holds which way things moved. The map
+    starts at zero, so an untrained readout leaves the frame embeddings as they were."""
+
+    def __init__(self, channels: int, rows: int, cols: int, glimpses: int, width: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(channels, glimpses)
+        ys, xs = torch.meshgrid((torch.arange(rows) + 0.5) / rows * 2 - 1, (torch.arange(cols) + 0.5) / cols * 2 - 1,
+                                indexing="ij")
+        self.register_buffer("centres", torch.stack([xs.flatten(), ys.flatten()], dim=1), persistent=False)  # [N, 2]
+        self.out = nn.Linear(4 * glimpses, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def centres_of(self, grid: torch.Tensor) -> torch.Tensor:
+        """Each glimpse's expected cell centre [..., G, 2] (x, y) of grids [..., N, C]."""
+        return self.score(grid.float()).softmax(dim=-2).transpose(-1, -2) @ self.centres
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """Grids of a clip's frames [B, T, N, C] -> [B, T, width]."""
+        where = self.centres_of(grid).flatten(2)  # [B, T, 2G]
+        change = torch.cat([torch.zeros_like(where[:, :1]), where[:, 1:] - where[:, :-1]], dim=1)
+        return self.out(torch.cat([where, change], dim=-1))
+
+
 class TokenRows(nn.Module):
     """CLIP's token table, frozen, with a trained copy of the rows of a compact vocabulary (`ids`): a fine-tuned
     text tower then saves a few hundred rows instead of all 49,408 (ids outside the vocabulary keep CLIP's row)."""
@@ -158,6 +192,10 @@ class VideoCLIP(nn.Module):
         heads = config.temporal_heads if width % config.temporal_heads == 0 else 1
         self.temporal = TemporalTransformer(width, t, config.temporal_layers, heads) if config.method == "seqTransf" else None
         self.cross = CrossEncoder(width, t, config.temporal_layers, heads) if config.method == "tightTransf" else None
+        self.where = None
+        if config.where_glimpses:
+            rows, cols, channels = clip.image_tower.grid_shape(clip.config.vision.image_size)
+            self.where = WhereReadout(channels, rows, cols, config.where_glimpses, width)
         for p in self.clip.image_tower.parameters():
             p.requires_grad_(False)
         if config.train_visual == "head":
@@ -208,7 +246,10 @@ class VideoCLIP(nn.Module):
     def frame_features(self, trunk: torch.Tensor) -> torch.Tensor:
         """Trunk features [B, T, ...] -> frame embeddings [B, T, D]."""
         b, t = trunk.shape[:2]
-        return self.clip.image_tower.forward_head(trunk.flatten(0, 1)).view(b, t, -1).float()
+        if self.where is None:
+            return self.clip.image_tower.forward_head(trunk.flatten(0, 1)).view(b, t, -1).float()
+        embedding, grid = self.clip.image_tower.forward_head_and_grid(trunk.flatten(0, 1))
+        return embedding.float().view(b, t, -1) + self.where(grid.view(b, t, *grid.shape[1:]))
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Preprocessed frames [B, T, 3, H, W] -> frame embeddings [B, T, D]."""

@@ -63,7 +63,8 @@ def train_video(cfg: VideoTrainConfig, resume: bool = False, progress: bool = Tr
     clip, _ = create_model(cfg.clip_model, device="cpu")
     config = VideoConfig(method=cfg.fusion if actionclip else cfg.method, clip_model=cfg.clip_model,
                          num_frames=cfg.num_frames, temporal_layers=cfg.temporal_layers, train_visual=cfg.train_visual,
-                         templates=ACTION_TEMPLATES if actionclip else (), clip_weights=weights_hash(clip))
+                         templates=ACTION_TEMPLATES if actionclip else (), clip_weights=weights_hash(clip),
+                         where_glimpses=cfg.where_glimpses)
     model = VideoCLIP(config, clip)
     if cfg.data == "world":
         data = world_tensors(model, cfg.train_size, cfg.seed, "train", cache, progress, styles=cfg.styles)

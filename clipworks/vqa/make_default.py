@@ -2,9 +2,9 @@
 
     python -m clipworks.vqa.make_default --run runs/vqa/clip-frozen
 
-trains the VQA recipe (VQATrainConfig's defaults: questions about the styled world's training styles, the
-default CLIP model's image tower frozen, grid features at 128 px, the relation design of issue 16: token
-adapter, cell coordinates, two glimpses and an MLP classifier) unless the run has finished already (the
+trains the VQA recipe (VQATrainConfig's defaults: 20,000 questions about the styled world's training styles,
+the default CLIP model's image tower frozen, its stage-3 grid at 64 px, the first design: co-attention, one
+attention pool per side, a linear classifier) unless the run has finished already (the
 CLIP-ViL experiment's `clip-frozen` run is this recipe), writes the head in float16 to
 clipworks/vqa/pretrained/default/ (the CLIP weights are the default model's, not copied), and scores it per
 question type on 2,000 questions of held-out scenes (unseen colour-shape pairs) drawn in the training styles

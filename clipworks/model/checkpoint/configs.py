@@ -45,7 +45,9 @@ def config_from_openclip(data: dict[str, Any], path: Path) -> ModelConfig:
     layers = v.get("layers", 12)
     width = v.get("width", 768)
     if isinstance(layers, (list, tuple)):
-        vision = VisionConfig(image_size=_size(v.get("image_size", 224)), layers=tuple(layers), width=width, patch_size=None)
+        head_width = v.get("head_width", 64)  # open_clip's ResNet attention pool: width * 32 // head_width heads
+        vision = VisionConfig(image_size=_size(v.get("image_size", 224)), layers=tuple(layers), width=width, patch_size=None,
+                              heads=None if head_width == 64 else width * 32 // head_width)
     else:
         vision = VisionConfig(
             image_size=_size(v.get("image_size", 224)), layers=layers, width=width,
@@ -73,6 +75,29 @@ def config_from_openclip(data: dict[str, Any], path: Path) -> ModelConfig:
     )
     _validated(cfg, path)
     return cfg
+
+
+def config_to_openclip(cfg: ModelConfig) -> dict[str, Any]:
+    """An `open_clip_config.json` ({'model_cfg': ..., 'preprocess_cfg': ...}): the inverse of `config_from_openclip`."""
+    v, t, p = cfg.vision, cfg.text, cfg.preprocess
+    # open_clip derives the head count from head_width: width // head_width (ViT), width * 32 // head_width (ResNet).
+    pooled_width = v.width if v.kind == "vit" else v.width * 32
+    head_width = pooled_width // v.num_heads
+    if pooled_width % v.num_heads:
+        raise ConfigError(f"{cfg.name or 'model'}: vision width {pooled_width} with {v.num_heads} heads has no whole "
+                          "head_width, which open_clip's config needs")
+    if v.kind == "vit":
+        vision = {"image_size": v.image_size, "layers": v.layers, "width": v.width, "patch_size": v.patch_size,
+                  "head_width": head_width, "mlp_ratio": v.mlp_ratio}
+    else:
+        vision = {"image_size": v.image_size, "layers": list(v.layers), "width": v.width, "head_width": head_width}
+    text = {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width, "heads": t.heads,
+            "layers": t.layers, "mlp_ratio": t.mlp_ratio}
+    model_cfg = {"embed_dim": cfg.embed_dim, "quick_gelu": cfg.quick_gelu, "init_logit_scale": cfg.init_logit_scale,
+                 "vision_cfg": vision, "text_cfg": text}
+    preprocess = {"size": p.image_size, "mean": list(p.mean), "std": list(p.std), "interpolation": p.interpolation,
+                  "resize_mode": p.resize_mode}
+    return {"model_cfg": model_cfg, "preprocess_cfg": preprocess}
 
 
 _HF_ACTIVATIONS = {"quick_gelu": True, "gelu": False}
@@ -111,6 +136,7 @@ def config_from_huggingface(data: dict[str, Any], preprocessor: dict[str, Any] |
             mean=tuple(preprocessor.get("image_mean", PreprocessConfig.mean)),
             std=tuple(preprocessor.get("image_std", PreprocessConfig.std)),
             interpolation=_HF_RESAMPLE.get(preprocessor.get("resample", 3), "bicubic"),
+            resize_mode=_hf_resize_mode(preprocessor),
         )
     cfg = ModelConfig(
         embed_dim=data.get("projection_dim", 512), vision=vision, text=text,
@@ -120,6 +146,47 @@ def config_from_huggingface(data: dict[str, Any], preprocessor: dict[str, Any] |
     )
     _validated(cfg, path)
     return cfg
+
+
+def _hf_resize_mode(preprocessor: dict[str, Any]) -> str:
+    """'squash' for a resize straight to height x width without a crop, else 'shortest' (resize, centre crop)."""
+    size = preprocessor.get("size")
+    squash = isinstance(size, dict) and "height" in size and not preprocessor.get("do_center_crop", True)
+    return "squash" if squash else "shortest"
+
+
+def config_to_huggingface(cfg: ModelConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config.json, preprocessor_config.json) of a transformers `CLIPModel`: the inverse of `config_from_huggingface`.
+    A ResNet image tower has no CLIPModel form and is refused by name."""
+    v, t, p = cfg.vision, cfg.text, cfg.preprocess
+    if v.kind != "vit":
+        raise ConfigError(f"{cfg.name or 'this model'}: a ModifiedResNet image tower (layers {list(v.layers)}) cannot be "
+                          "exported to the Hugging Face CLIPModel format, whose image tower is a ViT; "
+                          "export it to open_clip instead")
+    act = next(name for name, quick in _HF_ACTIVATIONS.items() if quick == cfg.quick_gelu)
+    common = {"hidden_act": act, "layer_norm_eps": 1e-5, "projection_dim": cfg.embed_dim}
+    vision = {**common, "model_type": "clip_vision_model", "image_size": v.image_size, "patch_size": v.patch_size,
+              "hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
+              "num_attention_heads": v.num_heads, "num_hidden_layers": v.layers, "num_channels": 3}
+    text = {**common, "model_type": "clip_text_model", "vocab_size": t.vocab_size,
+            "max_position_embeddings": t.context_length, "hidden_size": t.width,
+            "intermediate_size": int(t.width * t.mlp_ratio), "num_attention_heads": t.heads,
+            "num_hidden_layers": t.layers,
+            # Pooling at the first end-of-text token: where clipworks' argmax lands for its tokenizer's ids.
+            "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1}
+    config = {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": cfg.embed_dim,
+              "logit_scale_init_value": cfg.init_logit_scale, "text_config": text, "vision_config": vision,
+              "dtype": "float32"}
+    resample = next(code for code, name in _HF_RESAMPLE.items() if name == p.interpolation)
+    crop = p.resize_mode == "shortest"  # squash: resize straight to the square, no crop
+    preprocessor = {
+        "image_processor_type": "CLIPImageProcessor", "do_convert_rgb": True, "do_resize": True,
+        "size": {"shortest_edge": p.image_size} if crop else {"height": p.image_size, "width": p.image_size},
+        "resample": resample, "do_center_crop": crop, "crop_size": {"height": p.image_size, "width": p.image_size},
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+        "image_mean": list(p.mean), "image_std": list(p.std),
+    }
+    return config, preprocessor
 
 
 def _size(value: Any) -> int:

@@ -1,4 +1,5 @@
-"""Map the key layouts people have (OpenAI / open_clip, Hugging Face CLIPModel) onto clipworks' layout.
+"""Map the key layouts people have (OpenAI / open_clip, Hugging Face CLIPModel) onto clipworks' layout, and
+back (for export), from one set of tables.
 
 clipworks keeps OpenAI's names inside each tower, so OpenAI's layout maps by prefix alone:
 `visual.*` -> `image_tower.*`, the text keys -> `text_tower.*`.
@@ -126,4 +127,54 @@ def _from_huggingface(tensors: dict[str, torch.Tensor], path: Path) -> dict[str,
         if set(parts) != {"q", "k", "v"}:
             raise CheckpointError(f"{path}: {block} lacks one of the q/k/v projections ({kind})")
         out[f"{block}.attn.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+# Export: the same tables read the other way.
+
+
+def to_openai_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """clipworks' state dict in OpenAI's layout (what open_clip's `CLIP` loads): the inverse of `_from_openai`."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("image_tower."):
+            out["visual." + key[len("image_tower."):]] = value
+        elif key.startswith("text_tower.") and key[len("text_tower."):].startswith(_TEXT_KEYS):
+            out[key[len("text_tower."):]] = value
+        elif key == "logit_scale":
+            out[key] = value
+        else:
+            raise CheckpointError(f"no OpenAI/open_clip name for clipworks key '{key}'")
+    return out
+
+
+_TO_HF_FIXED = {ours: theirs for theirs, ours in _HF_FIXED.items()}
+_TO_HF_BLOCK = {ours: theirs for theirs, ours in _HF_BLOCK.items()}
+# `attn.in_proj_weight` is the one name that joins its kind with "_".
+_OUR_LAYER = re.compile(r"^(text|image)_tower\.transformer\.resblocks\.(\d+)\.(.+)[._](weight|bias)$")
+
+
+def to_huggingface_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ViT clipworks state dict in transformers' `CLIPModel` layout: the inverse of `_from_huggingface`
+    (q/k/v unpacked, projections transposed back to nn.Linear's [out, in])."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key in _TO_HF_FIXED:
+            out[_TO_HF_FIXED[key]] = value
+        elif key == "image_tower.proj":
+            out["visual_projection.weight"] = value.t().contiguous()
+        elif key == "text_tower.text_projection":
+            out["text_projection.weight"] = value.t().contiguous()
+        elif (m := _OUR_LAYER.match(key)) is not None:
+            block = f"{'text' if m[1] == 'text' else 'vision'}_model.encoder.layers.{m[2]}"
+            module, kind = m[3], m[4]
+            if module == "attn.in_proj":
+                for name, part in zip("qkv", value.chunk(3, dim=0)):
+                    out[f"{block}.self_attn.{name}_proj.{kind}"] = part.contiguous()
+            elif module in _TO_HF_BLOCK:
+                out[f"{block}.{_TO_HF_BLOCK[module]}.{kind}"] = value
+            else:
+                raise CheckpointError(f"no Hugging Face CLIPModel name for clipworks key '{key}'")
+        else:
+            raise CheckpointError(f"no Hugging Face CLIPModel name for clipworks key '{key}'")
     return out
