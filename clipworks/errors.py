@@ -17,6 +17,14 @@ class ConfigError(ClipworksError):
     """An unknown model name or an invalid configuration field."""
 
 
+class DownloadError(ClipworksError):
+    """A download is refused, fails, or does not match its expected SHA-256; `status` is the HTTP code if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ContextLengthError(ClipworksError):
     """A text does not fit the text tower's context length and truncation was refused."""
 

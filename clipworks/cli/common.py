@@ -113,7 +113,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", default="default",
                        help="the shipped trained model 'default' (the default), an architecture name "
                             "(see `clipworks models`) or a checkpoint file/directory")
-    group.add_argument("--pretrained", help="weights for an architecture name: a file or directory in any supported format")
+    group.add_argument("--pretrained", help="weights for an architecture name: a published tag (`clipworks models "
+                                            "--pretrained`) or a file or directory in any supported format")
+    group.add_argument("--download", action="store_true", default=None,
+                       help="let a --pretrained tag that is in no cache be downloaded (also: CLIPWORKS_ALLOW_DOWNLOAD=1)")
     act = group.add_mutually_exclusive_group()
     act.add_argument("--gelu", dest="quick_gelu", action="store_false", default=None,
                      help="the weights were trained with GELU (bare state dicts cannot tell)")
@@ -126,7 +129,7 @@ def load_model(args: argparse.Namespace):
     from clipworks.model.factory import create_model, get_tokenizer
 
     model, preprocess = create_model(args.model, pretrained=args.pretrained, device=args.device,
-                                     quick_gelu=args.quick_gelu)
+                                     quick_gelu=args.quick_gelu, download=args.download)
     return model, preprocess, get_tokenizer(model)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,8 @@ import torch
 from clipworks.errors import CheckpointError, ConfigError
 from clipworks.model.checkpoint.loading import Checkpoint, config_for, load_weights, read_checkpoint
 from clipworks.model.clip import CLIP
-from clipworks.model.config import get_model_config, is_model_name
+from clipworks.model.config import ModelConfig, get_model_config, is_model_name
+from clipworks.model.pretrained_tags import PretrainedTag, fetch_pretrained, find_pretrained, list_pretrained
 from clipworks.model.tokenizer import Tokenizer
 from clipworks.model.transforms import image_transform
 
@@ -50,24 +52,50 @@ def checkpoint_for_name(name: str | os.PathLike | Checkpoint) -> Checkpoint:
     return read_checkpoint(path)
 
 
+def _pretrained_tag(config: ModelConfig, pretrained: str | os.PathLike | PretrainedTag) -> PretrainedTag | None:
+    """The registered tag `pretrained` names for this architecture, or None when it is a path."""
+    if isinstance(pretrained, PretrainedTag):
+        if pretrained.architecture != config.name:
+            raise ConfigError(f"pretrained weights {pretrained.name} are for {pretrained.architecture}, "
+                              f"not {config.name}")
+        return pretrained
+    if not isinstance(pretrained, str):
+        return None
+    entry = find_pretrained(config.name, pretrained)
+    if entry is None and not Path(pretrained).expanduser().exists() and re.fullmatch(r"[\w-]+", pretrained):
+        tags = ", ".join(e.tag for e in list_pretrained(config.name)) or "none registered"
+        raise ConfigError(f"'{pretrained}' is neither a pretrained tag of {config.name} (known: {tags}; "
+                          "see `clipworks models --pretrained`) nor an existing file")
+    return entry
+
+
 def create_model(
     name: str | os.PathLike | Checkpoint,
-    pretrained: str | os.PathLike | None = None,
+    pretrained: str | os.PathLike | PretrainedTag | None = None,
     device: str | torch.device | None = None,
     quick_gelu: bool | None = None,
+    download: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[CLIP, Callable]:
     """Build a model by architecture name (random init, or weights from `pretrained`) or from a checkpoint path.
 
     `name` is an architecture (`clipworks.list_models()`), a shipped trained model ("default": the small
     model clipworks trains on its generated world), or a checkpoint file/directory in any supported format
     (or one already read: a `Checkpoint`).
+    `pretrained` is a file or directory in any supported format, or a published tag of the architecture
+    ("openai", "laion2b_s34b_b79k": `clipworks models --pretrained`), found in a cache (`cache_dir`, default
+    ~/.cache/clipworks/pretrained) or downloaded when `download` (default: $CLIPWORKS_ALLOW_DOWNLOAD=1) allows.
     `quick_gelu` overrides the activation where the checkpoint cannot say (bare state dicts).
     Returns the model in eval mode and its preprocessing transform (PIL image -> tensor).
     """
     checkpoint: Checkpoint | None = None
     if isinstance(name, str) and is_model_name(name):
         config = get_model_config(name)
-        if pretrained is not None:
+        tag = _pretrained_tag(config, pretrained) if pretrained is not None else None
+        if tag is not None:
+            checkpoint = read_checkpoint(fetch_pretrained(tag, cache_dir=cache_dir, download=download))
+            config = tag.apply(config)  # the activation and preprocessing the weights were trained with
+        elif pretrained is not None:
             checkpoint = read_checkpoint(pretrained)
             if checkpoint.config is not None:
                 if quick_gelu is None and checkpoint.config.quick_gelu != config.quick_gelu:
