@@ -21,6 +21,8 @@ ENVIRONMENT_SKIPS = (  # prefixes of the skip reasons that name a missing piece 
     "Debian's chromium is not installed",
     "METEOR needs Java",
     "no unprivileged mount namespace",
+    "no Python 3.10 interpreter",
+    "no package registry reachable",
 )
 
 _skips: Counter[str] = Counter()

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
-from clipworks.errors import ClipworksError, InputFileError
+from clipworks.errors import ClipworksError, InputFileError, missing_extra
 
 Refs = Mapping[Hashable, Sequence[str]]
 Hyps = Mapping[Hashable, str]
@@ -174,8 +174,11 @@ def meteor_unavailable_reason() -> str | None:
     """Why ``meteor`` would return None (no ``java`` on PATH, or no pycocoevalcap meteor-1.5.jar); None if usable."""
     if shutil.which("java") is None:
         return "METEOR needs Java: no 'java' on PATH"
+    missing = missing_extra("meteor", "METEOR")
+    if missing is not None:
+        return missing
     if _meteor_jar() is None:
-        return "METEOR needs pycocoevalcap's meteor-1.5.jar: pycocoevalcap is not installed or lacks it"
+        return "METEOR needs pycocoevalcap's meteor-1.5.jar: the installed pycocoevalcap lacks it"
     return None
 
 

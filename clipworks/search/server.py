@@ -23,6 +23,11 @@ from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
+
+from clipworks.errors import InputFileError, require_extra
+
+require_extra("serve", "the search server (clipworks serve)")  # one line naming the extra, not an ImportError
+
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -31,7 +36,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from clipworks.errors import InputFileError
 from clipworks.search.engine import Filters, Hit, SearchEngine
 from clipworks.search.store import Item, inside_roots
 

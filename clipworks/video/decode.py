@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from clipworks.cache import cached
-from clipworks.errors import InputFileError
+from clipworks.errors import InputFileError, require_extra
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".gif")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -106,9 +106,10 @@ def _read_folder(path: Path, num_frames: int | None, fps: float | None, folder_f
 
 
 def _read_file(path: Path, num_frames: int | None, fps: float | None, size: tuple[int, int] | None) -> Video:
+    name = str(path)
+    require_extra("video", f"{name}: reading a video file")
     import av
 
-    name = str(path)
     if not path.is_file():
         raise InputFileError(f"{name}: no such video file")
     if path.stat().st_size == 0:
@@ -182,6 +183,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -
         return out
     if ext not in ENCODERS:
         raise ValueError(f"{out}: cannot write {ext or 'no extension'}; use one of {', '.join([*ENCODERS, '.gif'])}")
+    require_extra("video", f"{out}: writing {ext}")
     import av
     from fractions import Fraction
 
