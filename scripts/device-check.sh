@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test suite and GPU benchmarks on a machine that has torch installed but no project venv and no network.
 #
-#   scripts/device-check.sh [--wheels DIR] [--tests "PYTEST ARGS"] [--quick] [--dry-run]
+#   scripts/device-check.sh [--wheels DIR] [--tests "PYTEST ARGS"] [--quick] [--no-benchmarks] [--dry-run]
 #   scripts/device-check.sh --download DIR [--python-version 3.12]   # here, with network: fill DIR with wheels
 #
 # --download (run beforehand, on a machine with PyPI) fetches the pinned wheels of requirements/lock.txt and
@@ -12,7 +12,7 @@
 # changed or upgraded), which goes on PYTHONPATH with this clone.
 # Then: pytest -v --junitxml (all of tests/ unless --tests), and the benchmarks (GPU: fp16 image encoding and
 # bf16 training step, clipworks vs open_clip, ViT-B-32 batch 256; without CUDA a small CPU run of the same
-# scripts, so the flow itself can be checked anywhere). --quick: the benchmarks' smallest sizes.
+# scripts, so the flow itself can be checked anywhere). --quick: the benchmarks' smallest sizes; --no-benchmarks: tests only.
 # Results go to $OUT (default ./device-check-out): junit.xml, pytest.log, benchmarks.txt, environment.txt.
 # --dry-run prints what would be installed and run, and runs nothing.
 set -uo pipefail
@@ -23,6 +23,7 @@ python_bin="${PYTHON:-python3}"
 wheels=""
 tests="tests"
 quick=0
+bench=1
 dry=0
 download=""
 pyver=""
@@ -31,10 +32,11 @@ while [ $# -gt 0 ]; do
     --wheels) wheels="$2"; shift 2 ;;
     --tests) tests="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
+    --no-benchmarks) bench=0; shift ;;
     --dry-run) dry=1; shift ;;
     --download) download="$2"; shift 2 ;;
     --python-version) pyver="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "device-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -113,6 +115,7 @@ benchmarks=(
   "benchmarks/text_encoding.py --model ViT-B-32 --device $dev --batch 64 --batches $([ "$dev" = cuda ] && echo 16 || echo 2) --repeats $repeats"
   "benchmarks/train_throughput.py --device $dev --model $train_model --batch-size $train_batch --steps $steps --repeats $([ "$quick" = 1 ] && echo 2 || echo 3)"
 )
+[ "$bench" = 1 ] || benchmarks=()
 
 if [ "$dry" = 1 ]; then
   echo "python: $python_bin (CUDA: $has_cuda); results to $out"
@@ -122,7 +125,7 @@ if [ "$dry" = 1 ]; then
     echo "would install no wheels"
   fi
   echo "would run: $python_bin -m pytest -v --junitxml $out/junit.xml $tests"
-  for b in "${benchmarks[@]}"; do echo "would run: $python_bin $b"; done
+  for b in ${benchmarks[@]+"${benchmarks[@]}"}; do echo "would run: $python_bin $b"; done
   exit 0
 fi
 
@@ -146,7 +149,7 @@ status=0
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 : > "$out/benchmarks.txt"
-for b in "${benchmarks[@]}"; do
+for b in ${benchmarks[@]+"${benchmarks[@]}"}; do
   echo "\$ python $b" | tee -a "$out/benchmarks.txt"
   # shellcheck disable=SC2086
   "$python_bin" $b 2>&1 | tee -a "$out/benchmarks.txt"
