@@ -44,13 +44,14 @@ class CLIP(nn.Module):
         return self.text_tower.token_embedding.weight.dtype
 
     def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Image embeddings [B, embed_dim] from preprocessed images [B, 3, H, W]."""
-        features = self.image_tower(images)
+        """Image embeddings [B, embed_dim] on the model's device from preprocessed images [B, 3, H, W] on any device."""
+        features = self.image_tower(images.to(self.device))
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Text embeddings [B, embed_dim] from token ids [B, L] (see `clipworks.tokenize`)."""
-        features = self.text_tower(text)
+        """Text embeddings [B, embed_dim] on the model's device from token ids [B, L] on any device
+        (see `clipworks.tokenize`)."""
+        features = self.text_tower(text.to(self.device))
         return F.normalize(features, dim=-1) if normalize else features
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from clipworks.errors import CheckpointError, ConfigError
 from clipworks.model.checkpoint.loading import Checkpoint, config_for, load_weights, read_checkpoint
 from clipworks.model.clip import CLIP
 from clipworks.model.config import ModelConfig, get_model_config, is_model_name
+from clipworks.model.modified_resnet import ModifiedResNet
 from clipworks.model.pretrained_tags import PretrainedTag, fetch_pretrained, find_pretrained, list_pretrained
 from clipworks.model.tokenizer import Tokenizer
 from clipworks.model.transforms import image_transform
@@ -33,7 +34,7 @@ def shipped_model_path(name: str) -> Path | None:
 
 
 def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
+    """CUDA when present, else CPU: where `create_model`, training and every command put a model unless told."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -117,6 +118,8 @@ def create_model(
     if checkpoint is not None:
         load_weights(model, checkpoint.state_dict, checkpoint.path, config.name or "inferred from the checkpoint")
     model = model.to(device or default_device()).eval()
+    if model.device.type == "cuda" and isinstance(model.image_tower, ModifiedResNet):
+        model.image_tower.to(memory_format=torch.channels_last)  # cuDNN's faster layout; the stem converts inputs
     return model, image_transform(config.preprocess, train=False)
 
 

@@ -113,6 +113,8 @@ class ModifiedResNet(ImageTower):
 
     def _stem(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.conv1.weight.dtype)
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)  # cuDNN's faster layout; later layers keep it
         x = F.relu_(self.bn1(self.conv1(x)))
         x = F.relu_(self.bn2(self.conv2(x)))
         x = F.relu_(self.bn3(self.conv3(x)))

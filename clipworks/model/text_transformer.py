@@ -1,4 +1,7 @@
-"""The text tower: token + position embeddings, causal Transformer, ln_final, pool at end-of-text, project."""
+"""The text tower: token + position embeddings, causal Transformer, ln_final, pool at end-of-text, project.
+
+Pooling runs the Transformer only up to the batch's last end-of-text token: under the causal mask nothing after
+it reaches the pooled output, so ordinary captions (under 32 tokens) skip most of the 77 positions."""
 
 from __future__ import annotations
 
@@ -36,8 +39,11 @@ class TextTransformer(nn.Module):
         x = self.token_embedding(text) + self.positional_embedding[: text.shape[1]].to(self.token_embedding.weight.dtype)
         return self.ln_final(self.transformer(x, causal=True))
 
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
-        x = self.tokens(text)
+    def forward(self, text: torch.Tensor, trim: bool = True) -> torch.Tensor:
+        """Pooled text embeddings [B, embed_dim]; `trim=False` runs all positions (the same output, slower)."""
         # End-of-text has the largest id in CLIP's vocabulary, so argmax finds it.
         eot = text.argmax(dim=-1)
+        if trim and text.ndim == 2 and text.numel() and text.shape[1] <= self.context_length:
+            text = text[:, : int(eot.max()) + 1]  # later positions cannot reach any end-of-text under the causal mask
+        x = self.tokens(text)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
