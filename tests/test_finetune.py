@@ -59,7 +59,8 @@ def test_layer_groups_split_each_tower_by_depth(arch):
         assert len(groups) == (tower.num_blocks() if name == "image" else len(tower.transformer.resblocks)) + 2
     image = towers(clip)["image"]
     assert any(p is clip.image_tower.conv1.weight for p in image[0])  # the stem first
-    assert {id(p) for p in image[-1]} == {id(p) for p in clip.image_tower.head_parameters(clip.image_tower.num_blocks())}
+    pool = clip.image_tower.head_parameters(clip.image_tower.num_blocks())
+    assert {id(p) for p in image[-1]} == {id(p) for p in pool}
     assert towers(clip)["text"][-1][-1] is clip.text_tower.text_projection
 
 
@@ -97,7 +98,8 @@ def test_locking_freezes_weights_and_buffers(tmp_path, locks):
     assert frozen
     for key in frozen:  # weights and BatchNorm statistics, bit for bit
         assert torch.equal(before[key], after[key]), key
-    assert trainable and all(not torch.equal(before[n], after[n]) for n in trainable)
+    # Every trainable tensor moved, but an attention pool's key bias: softmax ignores it, so its gradient is 0.
+    assert trainable and all(not torch.equal(before[n], after[n]) for n in trainable if not n.endswith("k_proj.bias"))
     if cfg.unlock_last:
         assert trainable >= {"text_tower.text_projection", "text_tower.transformer.resblocks.3.mlp.c_fc.weight"}
         assert "text_tower.transformer.resblocks.2.mlp.c_fc.weight" not in trainable
@@ -149,7 +151,8 @@ def test_a_tiny_finetune_through_the_cli_ends_with_its_results(tmp_path, capsys)
         reference = zeroshot(model, preprocess, get_tokenizer(model), str(classes), templates="plain")
         row = next(r for r in results["wise_ft"] if r["alpha"] == alpha)
         assert row["in"][str(classes)] == round(reference["metrics"]["top1"], 5)
-    assert row == {**results["curve"][-1], "alpha": 1.0}  # the last evaluation during training is α = 1
+    last = {k: v for k, v in results["curve"][-1].items() if k != "step"}
+    assert {k: v for k, v in row.items() if k != "alpha"} == last  # the last evaluation in training is α = 1
     half = create_model(str(run / "model-wise"), device="cpu")[0].state_dict()
     assert all(torch.allclose(half[k], (start.state_dict()[k] + tuned.state_dict()[k]) / 2, atol=1e-6)
                for k in half if half[k].is_floating_point())
@@ -168,7 +171,8 @@ def test_resume_gives_bit_identical_weights(tmp_path, capsys):
     assert a["step"] == b["step"] == 5
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     drop = lambda rows: [{k: v for k, v in r.items() if k != "samples_per_s"} for r in rows]  # noqa: E731
-    assert drop(read_metrics(Path(straight.out) / "metrics.jsonl")) == drop(read_metrics(Path(split.out) / "metrics.jsonl"))
+    rows = [drop(read_metrics(Path(cfg.out) / "metrics.jsonl")) for cfg in (straight, split)]
+    assert rows[0] == rows[1] and [r["step"] for r in rows[0]] == [1, 2, 3, 4, 5]
     assert "| α |" in capsys.readouterr().out
     # A resumed run refuses a flag that would change its weights.
     assert main(["finetune", "--out", split.out, "--resume", "--lr", "0.5"]) == 1

@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="a locked tower's last N blocks, with its final norm and projection, still train; "
                            "without --lock-image/--lock-text both towers are locked this way (default 0)")
     lock.add_argument("--lr-decay", type=_decay,
-                      help=f"layer-wise lr decay: each layer's lr is this times the one above it (default {D.lr_decay})")
+                      help=f"layer-wise lr decay: each layer's lr is this x the one above it (default {D.lr_decay})")
     p.add_argument("--steps", type=positive_int, help=f"default {D.steps}")
     p.add_argument("--batch-size", type=positive_int, help=f"contrastive batch (default {D.batch_size})")
     p.add_argument("--lr", type=positive_float, help=f"the top layers' lr (default {D.lr})")
@@ -81,10 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, help=f"default {D.weight_decay}")
     p.add_argument("--seed", type=int, help=f"default {D.seed}")
     ev = p.add_argument_group("evaluation")
-    ev.add_argument("--eval-every", type=positive_int, help=f"steps, a multiple of --log-every (default {D.eval_every})")
+    ev.add_argument("--eval-every", type=positive_int, help=f"steps, a multiple of --log-every ({D.eval_every})")
     ev.add_argument("--eval-in", help="the in-domain task (default: the test split of --classes)")
     ev.add_argument("--eval-out", type=_names,
-                    help=f"out-of-domain zero-shot tasks, comma-separated (default {','.join(D.eval_out)}; '' for none)")
+                    help=f"out-of-domain zero-shot tasks, comma-separated ({','.join(D.eval_out)}; '' for none)")
     ev.add_argument("--eval-n", type=positive_int, help=f"images per out-of-domain task (default {D.eval_n})")
     ev.add_argument("--alphas", type=_alphas,
                     help=f"WiSE-FT mixing weights to evaluate (default {','.join(f'{a:g}' for a in D.alphas)})")

@@ -2,9 +2,9 @@
 
     python -m clipworks.experiments.finetune_wise --out reports/finetune [--steps 200] [--batch-size 64]
 
-The default model never saw a digit. scikit-learn's digits are written as a class-per-folder set (train/ and
-test/, one folder per digit name, upsampled to the model's input size), the model is fine-tuned on the train
-images with captions from the digits templates (`clipworks finetune`), and scored zero-shot on the test digits
+The default model never saw a digit. scikit-learn's digits are written as a class-per-folder set under --work
+(train/ and test/, one folder per digit name, upsampled to the model's input size), the model is fine-tuned on the
+train images with captions from the digits templates (`clipworks finetune`), and scored zero-shot on the test digits
 (in-domain) and on the world's shape and colour over held-out colour-shape pairs (out-of-domain), during training
 and at each WiSE-FT α. Writes results.json, README.md (the table) and wise_ft.png into --out.
 """
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from clipworks.training.finetune import RESULTS_FILE, FinetuneConfig, finetune, plot_wise_ft
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="reports/finetune")
+    parser.add_argument("--out", default="reports/finetune", help="the report: results.json, README.md, wise_ft.png")
+    parser.add_argument("--work", default="outputs/finetune_wise", help="the digits folder and the run (checkpoints)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -94,15 +95,16 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     image_size = create_model(args.model)[0].config.preprocess.image_size
-    digits = write_digits_folder(out / "data" / "digits", image_size)
-    run = out / "run"
+    digits = write_digits_folder(Path(args.work) / "digits", image_size)
+    run = Path(args.work) / "run"
     cfg = FinetuneConfig(out=str(run), model=args.model, classes=str(digits), templates="digits", steps=args.steps,
-                         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, warmup=min(20, args.steps),
-                         eval_every=args.eval_every, eval_n=args.eval_n, lock_image=args.lock_image,
-                         lock_text=args.lock_text, checkpoint_every=25, device=args.device)
+                         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                         warmup=max(1, args.steps // 10), eval_every=args.eval_every, eval_n=args.eval_n,
+                         lock_image=args.lock_image, lock_text=args.lock_text, checkpoint_every=25, device=args.device)
     resume = (run / "checkpoint.pt").is_file()  # an interrupted experiment continues where it stopped
     results = finetune(cfg, resume=resume)
     command = "python -m clipworks.experiments.finetune_wise " + " ".join(argv if argv is not None else sys.argv[1:])
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / RESULTS_FILE, lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
     plot_wise_ft(results, out / "wise_ft.png")
     (out / "README.md").write_text(readme(results, command.strip()))
