@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,7 +356,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = True,
             pending["eval"] = evaluate(clip, preprocess, tokenizer, tasks)
 
     def metrics() -> dict[str, Any]:
-        row = {"logit_scale": round(clip.logit_scale.exp().item(), 3)}
+        # "lr" is the first group's (the deepest trained layer's); the top layers' lr beside it
+        row = {"lr_top": max(g["lr"] for g in optimizer.param_groups),
+               "logit_scale": round(clip.logit_scale.exp().item(), 3)}
         return {**row, **({"eval": pending.pop("eval")} if "eval" in pending else {})}
 
     loss = train_steps(clip, optimizer, step, out, steps=cfg.steps, warmup=cfg.warmup, config=asdict(cfg),
@@ -426,7 +428,3 @@ def sweep_table(results: Mapping[str, Any]) -> str:
         lines.append(f"| {r['alpha']:g} | " + " | ".join("–" if c is None else f"{100 * c:.1f}%" for c in cells) + " |")
     return "\n".join(lines)
 
-
-def trainable_names(clip: CLIP) -> Iterable[str]:
-    """Names of the parameters that train (after `lock_towers`)."""
-    return (n for n, p in clip.named_parameters() if p.requires_grad)
