@@ -7,10 +7,10 @@ import os
 import sys
 import warnings
 
-from clipworks.cli import caption, embed, evaluate, models, search, similarity, sketch, train, video, vqa
+from clipworks.cli import caption, embed, evaluate, finetune, models, search, similarity, sketch, train, video, vqa
 from clipworks.errors import ClipworksError
 
-SUBCOMMANDS = (models, embed, similarity, train, evaluate, search, caption, vqa, video, sketch)
+SUBCOMMANDS = (models, embed, similarity, train, finetune, evaluate, search, caption, vqa, video, sketch)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -67,6 +67,14 @@ class ImageTower(nn.Module):
         blocks = self._blocks()[self._split(split):]
         return [p for block in blocks for p in block.parameters()] + self._pool_parameters()
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters by depth, input to output: the stem's, each block's, then the pool's (layer-wise lr decay,
+        locking all but the last blocks)."""
+        blocks = [list(block.parameters()) for block in self._blocks()]
+        pool = self._pool_parameters()
+        later = {id(p) for group in [*blocks, pool] for p in group}
+        return [[p for p in self.parameters() if id(p) not in later], *blocks, pool]
+
     def num_blocks(self) -> int:
         """How many blocks (ViT residual blocks, ResNet stages) `forward_intermediates` indexes."""
         return len(self._blocks())

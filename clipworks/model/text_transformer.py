@@ -28,6 +28,13 @@ class TextTransformer(nn.Module):
         nn.init.normal_(self.text_projection, std=cfg.width**-0.5)
         self.transformer.init_weights()
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters by depth, as `ImageTower.layer_groups`: the embeddings, each block, then ln_final and the
+        projection."""
+        return [[self.token_embedding.weight, self.positional_embedding],
+                *[list(block.parameters()) for block in self.transformer.resblocks],
+                [*self.ln_final.parameters(), self.text_projection]]
+
     def tokens(self, text: torch.Tensor) -> torch.Tensor:
         """Per-token outputs [B, L, width] after ln_final."""
         if text.ndim != 2:
