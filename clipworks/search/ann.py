@@ -221,12 +221,10 @@ class VectorIndex:
         kind = kind or choose_kind(n, dim, memory_budget_bytes)
         t0 = time.perf_counter()
         index = _build_faiss(kind, vectors, seed)
-        tuning = Tuning(factory_string(kind, n, dim), target_recall=recall)
-        if kind != "exact" and n > 1:
-            tuning.params, tuning.recall_at_10, tuning.sample_queries, tuning.sweep = tune(
-                index, kind, vectors, recall, sample, seed)
-        tuning.build_seconds = round(time.perf_counter() - t0, 3)
-        return cls(index, ids, kind, tuning)
+        built = cls(index, ids, kind, Tuning(factory_string(kind, n, dim)))
+        built.retune(vectors, recall, sample, seed)
+        built.tuning.build_seconds = round(time.perf_counter() - t0, 3)
+        return built
 
     @property
     def kind(self) -> str:
@@ -247,6 +245,17 @@ class VectorIndex:
         return {"kind": self._kind, "vectors": len(self), "index": t.index, "params": t.params,
                 "recall_at_10": t.recall_at_10, "sample_queries": t.sample_queries,
                 "target_recall": t.target_recall, "build_seconds": t.build_seconds}
+
+    def retune(self, vectors: np.ndarray, recall: float, sample: int = SAMPLE_QUERIES, seed: int = 0) -> None:
+        """Tune the search parameter again for another recall target, without rebuilding; `vectors` are the
+        indexed vectors in the order they were built with."""
+        if vectors.shape != (len(self), self.dim):
+            raise ValueError(f"expected the {len(self)} indexed vectors of dim {self.dim}, got {vectors.shape}")
+        t = self.tuning
+        t.target_recall = recall
+        if self._kind != "exact" and len(self) > 1:
+            t.params, t.recall_at_10, t.sample_queries, t.sweep = tune(
+                self._index, self._kind, np.ascontiguousarray(vectors, dtype=np.float32), recall, sample, seed)
 
     def set_search_params(self, **params: int) -> None:
         """Override the tuned search parameters (nprobe, k_factor, efSearch, as the kind has them)."""

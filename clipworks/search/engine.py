@@ -34,16 +34,20 @@ def cached_index(store: Store, ids: np.ndarray | None = None, vectors: np.ndarra
     prefix = store.directory / INDEX_PREFIX
     stamp = store.directory / f"{INDEX_PREFIX}.version"
     version, target = store.version, recall_target(store)
+    index = None
     if stamp.exists() and stamp.read_text().strip() == str(version):
         try:
             index = VectorIndex.load(prefix)
-            if index.tuning.target_recall == target:
-                return index
         except InputFileError:
-            pass  # a damaged cache is rebuilt
+            index = None  # a damaged cache is rebuilt
+        if index is not None and index.tuning.target_recall == target:
+            return index
     if ids is None or vectors is None:
         ids, vectors = store.vectors()
-    index = VectorIndex.build(vectors, ids, recall=target)
+    if index is not None:
+        index.retune(vectors, target)  # the vectors are unchanged, only the target moved
+    else:
+        index = VectorIndex.build(vectors, ids, recall=target)
     if os.access(store.directory, os.W_OK):  # else a read-only store: the index stays in memory
         index.save(prefix)
         atomic_write(stamp, lambda tmp: tmp.write_text(str(version)))
