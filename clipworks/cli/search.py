@@ -139,7 +139,8 @@ def _build_vector_index(store_dir: str, recall: float | None) -> None:
         s = cached_index(store).summary()
         measured = (f"recall@10 {s['recall_at_10']:.3f} on {s['sample_queries']} sample queries" if s["sample_queries"]
                     else "exact")
-        print(f"vector index: {s['index']} {s['params'] or ''} ({measured}; target {s['target_recall']})")
+        params = "".join(f" {name} {value}," for name, value in s["params"].items()).rstrip(",")
+        print(f"vector index: {s['index']}{params} ({measured}; target {s['target_recall']})")
     store.close()
 
 
