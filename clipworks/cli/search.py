@@ -159,9 +159,8 @@ def run_search(args: argparse.Namespace) -> int:
     from clipworks.search.engine import DUPLICATE_COSINE, Filters
 
     if args.stats:
-        from clipworks.search.store import Store
-
         from clipworks.search.engine import index_status
+        from clipworks.search.store import Store
 
         store = Store(args.store, create=False)
         print(json.dumps({**store.stats(), "index": index_status(store), "skipped_files": store.skipped()}, indent=2))
