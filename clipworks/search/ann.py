@@ -6,8 +6,9 @@ graph build 2.4-5.6x faster, a wheel with no compiler). The index family is chos
 autofaiss does: a sample of the collection's own vectors is searched exactly (brute force, the truth)
 and with the index at each setting, and the fastest setting whose recall meets the target is kept.
 On CLIP-like 300k x 512 vectors (2,000 clusters) the former default, HNSW M 32 / efSearch 64, found
-62% of the true top-10; IVF-PQ fast-scan with exact re-ranking reaches 95% at under half its latency
-(benchmarks/ann_latency.py, README "Benchmarks").
+62% of the true top-10; IVF-PQ fast-scan with exact re-ranking reached 95.7% at under half its latency
+(research/round2/performance.md). Where IVF cannot partition the data, the tuner ends at nprobe = nlist
+(an exact scan) rather than returning a low recall silently; the sweep is kept in the index's JSON.
 """
 
 from __future__ import annotations
