@@ -282,3 +282,21 @@ def test_describe_uncaptioned_images_from_the_cli_and_through_another_clip(tmp_p
     engine._descriptions.clear()
     with pytest.raises(InputFileError, match="image not found"):
         engine.describe(ids["s0"])
+
+
+def test_index_recall_flag_is_kept_with_the_store_and_shown_by_stats(tmp_path, capsys):
+    from clipworks.cli.main import main
+
+    folder = write_world(tmp_path / "world", size=20, seed=3, split="train")
+    store = str(tmp_path / "store")
+    assert main(["index", str(folder), "--store", store, "--recall", "0.9"]) == 0
+    assert "vector index: Flat (exact; target 0.9)" in capsys.readouterr().out
+    assert main(["search", "--stats", "--store", store]) == 0
+    shown = json.loads(capsys.readouterr().out)["index"]
+    assert shown == {"kind": "exact", "count": 20, "index": "Flat", "params": {}, "recall_at_10": 1.0,
+                     "sample_queries": 0, "target_recall": 0.9, "build_seconds": shown["build_seconds"],
+                     "current": True}
+    assert main(["index", str(folder), "--store", store]) == 0  # a re-run keeps the store's target
+    assert "target 0.9)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["index", str(folder), "--store", store, "--recall", "1.5"])

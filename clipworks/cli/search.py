@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from clipworks.cli.common import add_device_arg, positive_int, tcp_port
+from clipworks.cli.common import add_device_arg, fraction, positive_int, tcp_port
 from clipworks.errors import InputFileError
 
 
@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", required=True, help="store directory (created if missing)")
     p.add_argument("--model", default="default", help="model for a new store (a store keeps the model it was made with)")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--recall", type=fraction, metavar="R",
+                   help="recall@10 the vector index is tuned to reach, measured on a sample of the store "
+                        "(kept with the store; default 0.95)")
     add_device_arg(p)
     p.set_defaults(run=run_index)
 
@@ -118,9 +121,27 @@ def run_index(args: argparse.Namespace) -> int:
     report = index(args.paths, args.store, model_name=args.model, batch_size=args.batch_size, device=args.device)
     if not (dist.is_initialized() and dist.get_rank() != 0):
         print(report.summary())
+        _build_vector_index(args.store, args.recall)
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
+
+
+def _build_vector_index(store_dir: str, recall: float | None) -> None:
+    """Build (or keep, if current) the store's vector index, tuned to `recall` (None: the store's target)."""
+    from clipworks.search.engine import RECALL_META, cached_index
+    from clipworks.search.store import Store
+
+    store = Store(store_dir)
+    if recall is not None:
+        store.set_meta(RECALL_META, str(recall))
+    if len(store):
+        s = cached_index(store).summary()
+        measured = (f"recall@10 {s['recall_at_10']:.3f} on {s['sample_queries']} sample queries" if s["sample_queries"]
+                    else "exact")
+        params = "".join(f" {name} {value}," for name, value in s["params"].items()).rstrip(",")
+        print(f"vector index: {s['index']}{params} ({measured}; target {s['target_recall']})")
+    store.close()
 
 
 def _date(text: str | None, flag: str) -> float | None:
@@ -138,10 +159,11 @@ def run_search(args: argparse.Namespace) -> int:
     from clipworks.search.engine import DUPLICATE_COSINE, Filters
 
     if args.stats:
+        from clipworks.search.engine import index_status
         from clipworks.search.store import Store
 
         store = Store(args.store, create=False)
-        print(json.dumps({**store.stats(), "skipped_files": store.skipped()}, indent=2))
+        print(json.dumps({**store.stats(), "index": index_status(store), "skipped_files": store.skipped()}, indent=2))
         return 0
     engine = _engine(args)
     if args.image:

@@ -1,17 +1,24 @@
 """Vector index for semantic search: a rebuildable cache over embeddings kept elsewhere.
 
-Built on faiss-cpu, chosen from measurements on this machine (100k x 512-d float32, 1000 queries):
-exact inner-product search took 0.69 s with faiss IndexFlatIP against 11.8 s (usearch), 9.15 s
-(hnswlib brute force) and 10.2 s (LanceDB flat, batched); an HNSW graph (M=32, efConstruction=40)
-built in 11.2 s against 62.6 s (usearch) and 27.4 s (hnswlib), with recall@10 0.984 at efSearch 64.
-It installs as a wheel (+66 MB) and needs no compiler.
+Built on faiss-cpu (chosen over usearch, hnswlib and LanceDB on this machine: exact search 17x faster,
+graph build 2.4-5.6x faster, a wheel with no compiler). The index family is chosen by collection size
+(`choose_kind`) and its search parameter is then tuned by *measuring* recall@10 at build time, as
+autofaiss does: a sample of the collection's own vectors is searched exactly (brute force, the truth)
+and with the index at each setting, and the fastest setting whose recall meets the target is kept.
+On CLIP-like 300k x 512 vectors (2,000 clusters) the former default, HNSW M 32 / efSearch 64, found
+62% of the true top-10; IVF-PQ fast-scan with exact re-ranking reached 95.7% at under half its latency
+(research/round2/performance.md). Where IVF cannot partition the data, the tuner ends at nprobe = nlist
+(an exact scan) rather than returning a low recall silently; the sweep is kept in the index's JSON.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -20,63 +27,209 @@ from clipworks.errors import InputFileError
 from clipworks.io import atomic_write
 
 EXACT_MAX = 50_000  # at or below this many vectors, exact search is fast enough and never misses
+IVF_FLAT_MAX = 200_000  # up to here IVF-Flat; beyond, IVF-PQ fast-scan scans 4-bit codes and re-ranks exactly
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = 64
-KINDS = ("exact", "hnsw")
+KINDS = ("exact", "ivf-flat", "ivf-pq", "hnsw")
+DEFAULT_RECALL = 0.95  # recall@10 the tuner aims for unless told otherwise
+SAMPLE_QUERIES = 1000  # store vectors used as tuning queries
+RECALL_K = 10
+K_FACTORS = (2, 4, 8, 16, 32)  # IVF-PQ: candidates re-ranked exactly, as a multiple of k
+EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
+KMEANS_ITERATIONS = 8
+KMEANS_POINTS_PER_LIST = 40  # k-means trains on a sample of this many points per list
+
+
+def nlist_for(n_vectors: int) -> int:
+    """Number of IVF lists: the power of two nearest 4 * sqrt(n), between 64 and 4096, with at least 39
+    training points per list (faiss's minimum for k-means)."""
+    nlist = 2 ** np.clip(np.round(np.log2(4 * np.sqrt(max(n_vectors, 1)))), 6, 12)
+    while nlist > 64 and nlist * 39 > n_vectors:
+        nlist //= 2
+    return int(nlist)
+
+
+def estimated_bytes(kind: str, n_vectors: int, dim: int) -> int:
+    """Approximate memory of an index of this kind (every kind keeps the float vectors, for exact scores)."""
+    floats = n_vectors * dim * 4
+    extra = {"exact": 0, "ivf-flat": n_vectors * 8 + nlist_for(n_vectors) * dim * 4,
+             "ivf-pq": n_vectors * (dim // 16 + 8) + nlist_for(n_vectors) * dim * 4,
+             "hnsw": n_vectors * HNSW_M * 2 * 4 * 1.1}[kind]
+    return int(floats + extra)
 
 
 def choose_kind(n_vectors: int, dim: int, memory_budget_bytes: int | None = None) -> str:
-    """Pick "exact" (IndexFlatIP) or "hnsw" (IndexHNSWFlat, inner product) for an index of this size.
+    """Pick the index family for a collection of this size: the one place that rule lives.
 
-    Rule: exact when n_vectors <= EXACT_MAX; otherwise hnsw, unless its estimated size
-    n * (dim*4 + M*2*4*1.1) bytes exceeds memory_budget_bytes, in which case exact (n * dim*4 bytes)
-    is used, being the smaller of the two. No budget means no memory limit.
+    Exact (IndexFlatIP) up to EXACT_MAX vectors; IVF-Flat up to IVF_FLAT_MAX; IVF-PQ fast-scan with exact
+    re-ranking beyond (IVF-Flat where dim is not a multiple of 16, which 4-bit PQ needs). If that kind's
+    estimated size exceeds memory_budget_bytes, exact search, the smallest, is used. HNSW is never
+    picked by size (on clustered CLIP-like data it needs a far larger efSearch for the same recall) but
+    can be asked for by name.
     """
     if n_vectors <= EXACT_MAX:
         return "exact"
-    hnsw_bytes = n_vectors * (dim * 4 + HNSW_M * 2 * 4 * 1.1)
-    if memory_budget_bytes is not None and hnsw_bytes > memory_budget_bytes:
+    kind = "ivf-flat" if n_vectors <= IVF_FLAT_MAX or dim % 16 else "ivf-pq"
+    if memory_budget_bytes is not None and estimated_bytes(kind, n_vectors, dim) > memory_budget_bytes:
         return "exact"
-    return "hnsw"
+    return kind
+
+
+def factory_string(kind: str, n_vectors: int, dim: int) -> str:
+    """The faiss index_factory string for this kind and size."""
+    nlist = nlist_for(n_vectors)
+    strings = {"exact": "Flat", "ivf-flat": f"IVF{nlist},Flat", "ivf-pq": f"IVF{nlist},PQ{dim // 8}x4fs,RFlat",
+               "hnsw": f"HNSW{HNSW_M},Flat"}
+    if kind not in strings:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return strings[kind]
+
+
+@dataclass
+class Tuning:
+    """How an index was chosen: its factory string, search parameters and the recall@10 measured on a sample."""
+
+    index: str
+    params: dict[str, int] = field(default_factory=dict)
+    recall_at_10: float = 1.0
+    sample_queries: int = 0  # 0: exact search, right by construction, nothing measured
+    target_recall: float = DEFAULT_RECALL
+    build_seconds: float = 0.0
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # every setting tried: params, recall, seconds
+
+
+def _apply(index: faiss.Index, params: dict[str, int]) -> None:
+    """Set search parameters on the faiss index: nprobe (IVF), k_factor (re-ranking), efSearch (HNSW)."""
+    for name, value in params.items():
+        if name == "nprobe":
+            faiss.extract_index_ivf(index).nprobe = int(value)
+        elif name == "k_factor":
+            faiss.downcast_index(index).k_factor = float(value)
+        elif name == "efSearch":
+            faiss.downcast_index(index).hnsw.efSearch = int(value)
+        else:
+            raise ValueError(f"unknown search parameter {name!r} (expected nprobe, k_factor or efSearch)")
+
+
+def _recall(index: faiss.Index, queries: np.ndarray, rows: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(recall@10, seconds) of the index on sample queries that are rows of it; each query's own row is left out."""
+    t0 = time.perf_counter()
+    _, got = index.search(queries, RECALL_K + 1)
+    seconds = time.perf_counter() - t0
+    hits = 0
+    for own, found, want in zip(rows, got, truth):
+        found = found[(found != own) & (found >= 0)][:RECALL_K]
+        hits += len(np.intersect1d(found, want))
+    return hits / truth.size, seconds
+
+
+def _sample_truth(vectors: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, queries, truth): sample rows of the collection, their vectors, and each one's exact top-10 others."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), min(size, len(vectors)), replace=False))
+    queries = vectors[rows]
+    _, top = faiss.knn(queries, vectors, RECALL_K + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = np.stack([t[t != own][:RECALL_K] for own, t in zip(rows, top)])
+    return rows, queries, truth
+
+
+def tune(index: faiss.Index, kind: str, vectors: np.ndarray, target: float, sample: int = SAMPLE_QUERIES,
+         seed: int = 0) -> tuple[dict[str, int], float, int, list[dict[str, Any]]]:
+    """Sweep the kind's search parameter on sample queries from `vectors` (the indexed rows, in row order);
+    return (params, recall@10, sample size, sweep) of the fastest setting whose recall meets `target`, or of
+    the most accurate one if none does. The index is left set to the chosen parameters.
+
+    IVF-Flat and HNSW have one parameter, whose cost grows with it: the first value that meets the target
+    is the fastest. IVF-PQ has two (nprobe, and k_factor for re-ranking): for each k_factor the smallest
+    nprobe that meets the target is found, and among those the one timed fastest (best of 3) is kept.
+    """
+    rows, queries, truth = _sample_truth(vectors, sample, seed)
+    if kind == "hnsw":
+        name, values = "efSearch", list(EF_SEARCH)
+    else:
+        nlist = faiss.extract_index_ivf(index).nlist
+        name, values = "nprobe", [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048) if p < nlist]
+        values.append(nlist)
+    sweep: list[dict[str, Any]] = []
+    enough = None  # IVF-PQ: the smallest nprobe that met the target with a smaller k_factor
+    for k_factor in (K_FACTORS if kind == "ivf-pq" else (None,)):
+        previous = -1.0
+        for value in values:
+            if enough is not None and value >= enough:
+                break  # a larger k_factor at an nprobe that was already enough only costs more
+            params = {name: value, **({"k_factor": k_factor} if k_factor else {})}
+            _apply(index, params)
+            recall, seconds = _recall(index, queries, rows, truth)
+            if recall >= target and k_factor:
+                seconds = min(seconds, *(_recall(index, queries, rows, truth)[1] for _ in range(2)))
+            sweep.append({"params": params, "recall_at_10": round(recall, 4), "seconds": round(seconds, 4)})
+            if recall >= target:
+                enough = value
+                break
+            if k_factor and recall <= previous:
+                break  # re-ranking this few candidates has stopped gaining from more lists
+            previous = recall
+    meeting = [s for s in sweep if s["recall_at_10"] >= target]
+    best = min(meeting, key=lambda s: s["seconds"]) if meeting else max(sweep, key=lambda s: s["recall_at_10"])
+    _apply(index, best["params"])
+    return best["params"], best["recall_at_10"], len(rows), sweep
+
+
+def _build_faiss(kind: str, vectors: np.ndarray, seed: int) -> faiss.Index:
+    n, dim = vectors.shape
+    index = faiss.index_factory(dim, factory_string(kind, n, dim), faiss.METRIC_INNER_PRODUCT)
+    if kind == "hnsw":
+        faiss.downcast_index(index).hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    if kind.startswith("ivf"):
+        ivf = faiss.extract_index_ivf(index)
+        # spherical k-means on a sample: the vectors are on the unit sphere and full k-means at 1M is minutes
+        ivf.cp.spherical, ivf.cp.niter, ivf.cp.seed = True, KMEANS_ITERATIONS, seed
+        size = min(n, KMEANS_POINTS_PER_LIST * ivf.nlist)  # PQ trains on the same sample's residuals
+        rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+        index.train(vectors[rows])
+    index.add(vectors)
+    if kind == "ivf-flat":
+        faiss.extract_index_ivf(index).make_direct_map()  # reconstruct rows for filtered search
+    return index
 
 
 class VectorIndex:
     """Inner-product index over L2-normalised float32 vectors, answering with store ids."""
 
-    def __init__(self, index: faiss.Index, ids: np.ndarray, kind: str):
+    def __init__(self, index: faiss.Index, ids: np.ndarray, kind: str, tuning: Tuning):
         self._index = index
         self._ids = np.ascontiguousarray(ids, dtype=np.int64)
         self._kind = kind
+        self.tuning = tuning
         self._order = np.argsort(self._ids, kind="stable")  # rows sorted by id, for id -> row lookup
         self._sorted_ids = self._ids[self._order]
+        _apply(index, tuning.params)
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: np.ndarray, kind: str | None = None,
-              memory_budget_bytes: int | None = None) -> VectorIndex:
-        """Index vectors [N, D] (float32, L2-normalised) under ids [N]; kind None lets choose_kind decide."""
+              memory_budget_bytes: int | None = None, recall: float = DEFAULT_RECALL,
+              sample: int = SAMPLE_QUERIES, seed: int = 0) -> VectorIndex:
+        """Index vectors [N, D] (float32, L2-normalised) under ids [N], tuned to reach `recall` (recall@10,
+        measured on `sample` of the vectors themselves); kind None lets choose_kind decide."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         if vectors.ndim != 2 or ids.shape != (vectors.shape[0],):
             raise ValueError(f"expected vectors [N, D] and ids [N], got {vectors.shape} and {ids.shape}")
         if len(np.unique(ids)) != len(ids):
             raise ValueError("ids must be unique")
+        if not 0 < recall <= 1:
+            raise ValueError(f"recall must be in (0, 1], got {recall}")
         n, dim = vectors.shape
         kind = kind or choose_kind(n, dim, memory_budget_bytes)
-        if kind == "exact":
-            index = faiss.IndexFlatIP(dim)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            index.hnsw.efSearch = HNSW_EF_SEARCH
-        else:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        index.add(vectors)
-        return cls(index, ids, kind)
+        t0 = time.perf_counter()
+        index = _build_faiss(kind, vectors, seed)
+        built = cls(index, ids, kind, Tuning(factory_string(kind, n, dim)))
+        built.retune(vectors, recall, sample, seed)
+        built.tuning.build_seconds = round(time.perf_counter() - t0, 3)
+        return built
 
     @property
     def kind(self) -> str:
-        """Index kind: "exact" or "hnsw"."""
+        """Index family: one of KINDS."""
         return self._kind
 
     @property
@@ -87,11 +240,32 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._index.ntotal
 
-    def set_ef_search(self, ef: int) -> None:
-        """Set HNSW's efSearch (larger: better recall, slower queries)."""
-        if self._kind != "hnsw":
-            raise ValueError(f"efSearch applies to hnsw indexes, this one is {self._kind}")
-        self._index.hnsw.efSearch = int(ef)
+    def summary(self) -> dict[str, Any]:
+        """What --stats shows: kind, size, faiss string, search parameters and the measured recall@10."""
+        t = self.tuning
+        return {"kind": self._kind, "vectors": len(self), "index": t.index, "params": t.params,
+                "recall_at_10": t.recall_at_10, "sample_queries": t.sample_queries,
+                "target_recall": t.target_recall, "build_seconds": t.build_seconds}
+
+    def retune(self, vectors: np.ndarray, recall: float, sample: int = SAMPLE_QUERIES, seed: int = 0) -> None:
+        """Tune the search parameter again for another recall target, without rebuilding; `vectors` are the
+        indexed vectors in the order they were built with."""
+        if vectors.shape != (len(self), self.dim):
+            raise ValueError(f"expected the {len(self)} indexed vectors of dim {self.dim}, got {vectors.shape}")
+        t = self.tuning
+        t.target_recall = recall
+        if self._kind != "exact" and len(self) > 1:
+            t.params, t.recall_at_10, t.sample_queries, t.sweep = tune(
+                self._index, self._kind, np.ascontiguousarray(vectors, dtype=np.float32), recall, sample, seed)
+
+    def set_search_params(self, **params: int) -> None:
+        """Override the tuned search parameters (nprobe, k_factor, efSearch, as the kind has them)."""
+        allowed = {"exact": set(), "ivf-flat": {"nprobe"}, "ivf-pq": {"nprobe", "k_factor"},
+                   "hnsw": {"efSearch"}}[self._kind]
+        if not set(params) <= allowed:
+            raise ValueError(f"a {self._kind} index takes {sorted(allowed) or 'no'} search parameters, got {sorted(params)}")
+        _apply(self._index, params)
+        self.tuning.params = {**self.tuning.params, **params}
 
     def search(self, queries: np.ndarray, k: int,
                allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +273,7 @@ class VectorIndex:
 
         With allowed_ids (a filter applied before ranking), only those rows are searched, exactly:
         their vectors are gathered into a temporary flat index, so the result is the true top-k among
-        them whatever the kind. Unknown allowed ids are ignored. An HNSW miss shows as id -1.
+        them whatever the kind. Unknown allowed ids are ignored. An approximate miss shows as id -1.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
@@ -128,11 +302,11 @@ class VectorIndex:
         return np.unique(self._order[pos[found]])
 
     def save(self, path_prefix: str | os.PathLike) -> None:
-        """Write <prefix>.faiss, <prefix>.ids.npy and <prefix>.json, each atomically (json last)."""
+        """Write <prefix>.faiss, <prefix>.ids.npy and <prefix>.json (the tuning record), each atomically (json last)."""
         prefix = str(path_prefix)
         atomic_write(prefix + ".faiss", lambda tmp: faiss.write_index(self._index, str(tmp)))
         atomic_write(prefix + ".ids.npy", lambda tmp: np.save(tmp, self._ids))
-        meta = {"kind": self._kind, "dim": self.dim, "count": len(self)}
+        meta = {"kind": self._kind, "dim": self.dim, "count": len(self), **asdict(self.tuning)}
         atomic_write(prefix + ".json", lambda tmp: tmp.write_text(json.dumps(meta) + "\n"))
 
     @classmethod
@@ -141,9 +315,10 @@ class VectorIndex:
         prefix = str(path_prefix)
         meta_path, index_path, ids_path = prefix + ".json", prefix + ".faiss", prefix + ".ids.npy"
         try:
-            meta = json.loads(Path(meta_path).read_text())
+            meta = read_index_meta(meta_path)
             kind, dim, count = meta["kind"], int(meta["dim"]), int(meta["count"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            tuning = Tuning(**{f: meta[f] for f in Tuning.__dataclass_fields__})
+        except (ValueError, KeyError, TypeError) as e:
             raise InputFileError(f"{meta_path}: missing or corrupt index metadata ({e})") from e
         try:
             index = faiss.read_index(index_path)
@@ -153,9 +328,21 @@ class VectorIndex:
             ids = np.load(ids_path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
             raise InputFileError(f"{ids_path}: missing or corrupt id file ({e})") from e
-        hnsw = isinstance(index, faiss.IndexHNSW)
-        if kind not in KINDS or (kind == "hnsw") != hnsw or index.d != dim or index.ntotal != count \
+        expected = {"exact": faiss.IndexFlat, "ivf-flat": faiss.IndexIVFFlat, "ivf-pq": faiss.IndexRefine,
+                    "hnsw": faiss.IndexHNSW}.get(kind)
+        if expected is None or not isinstance(index, expected) or index.d != dim or index.ntotal != count \
                 or ids.shape != (count,):
             raise InputFileError(f"{index_path}: index does not match {meta_path} (kind {kind}, "
                                  f"dim {index.d} vs {dim}, count {index.ntotal}, ids {ids.shape} vs {count})")
-        return cls(index, ids, kind)
+        return cls(index, ids, kind, tuning)
+
+
+def read_index_meta(meta_path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON record save() writes beside an index (kind, size, tuning); InputFileError if missing or corrupt."""
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"{meta_path}: missing or corrupt index metadata ({e})") from e
+    if not isinstance(meta, dict):
+        raise InputFileError(f"{meta_path}: index metadata is not a JSON object")
+    return meta

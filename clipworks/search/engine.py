@@ -15,11 +15,57 @@ import numpy as np
 from clipworks.errors import InputFileError
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.io import atomic_write
-from clipworks.search.ann import VectorIndex
+from clipworks.search.ann import DEFAULT_RECALL, VectorIndex, read_index_meta
 from clipworks.search.store import Item, Store, read_item_bytes
 
 INDEX_PREFIX = "index"  # <store>/index.faiss, index.json, index.ids.npy: a cache of the store's vectors
+RECALL_META = "ann_recall"  # store meta key: the recall@10 target the index is tuned to
 DUPLICATE_COSINE = 0.98  # results closer than this to a better one are collapsed into it
+
+
+def recall_target(store: Store) -> float:
+    """The recall@10 the store's index is tuned to: set by `clipworks index --recall`, else DEFAULT_RECALL."""
+    return float(store.get_meta(RECALL_META) or DEFAULT_RECALL)
+
+
+def cached_index(store: Store, ids: np.ndarray | None = None, vectors: np.ndarray | None = None) -> VectorIndex:
+    """The store's vector index: its cache files when they match the store's version and recall target,
+    else built from the store's embeddings (and saved, unless the store is read-only)."""
+    prefix = store.directory / INDEX_PREFIX
+    stamp = store.directory / f"{INDEX_PREFIX}.version"
+    version, target = store.version, recall_target(store)
+    index = None
+    if stamp.exists() and stamp.read_text().strip() == str(version):
+        try:
+            index = VectorIndex.load(prefix)
+        except InputFileError:
+            index = None  # a damaged cache is rebuilt
+        if index is not None and index.tuning.target_recall == target:
+            return index
+    if ids is None or vectors is None:
+        ids, vectors = store.vectors()
+    if index is not None:
+        index.retune(vectors, target)  # the vectors are unchanged, only the target moved
+    else:
+        index = VectorIndex.build(vectors, ids, recall=target)
+    if os.access(store.directory, os.W_OK):  # else a read-only store: the index stays in memory
+        index.save(prefix)
+        atomic_write(stamp, lambda tmp: tmp.write_text(str(version)))
+    return index
+
+
+def index_status(store: Store) -> dict[str, Any] | None:
+    """The saved index's record (kind, faiss string, parameters, measured recall@10, sample size) and whether
+    it is current; None when no index has been built yet."""
+    prefix = store.directory / INDEX_PREFIX
+    if not Path(f"{prefix}.json").exists():
+        return None
+    meta = read_index_meta(f"{prefix}.json")
+    stamp = store.directory / f"{INDEX_PREFIX}.version"
+    built_at = stamp.read_text().strip() if stamp.exists() else None
+    record = {k: meta.get(k) for k in ("kind", "count", "index", "params", "recall_at_10", "sample_queries",
+                                       "target_recall", "build_seconds")}
+    return {**record, "current": built_at == str(store.version) and meta.get("target_recall") == recall_target(store)}
 
 
 @dataclass
@@ -81,20 +127,8 @@ class SearchEngine:
             version = self.store.version
             if self._index is not None and self._index_version == version:
                 return self._index
-            prefix = self.store.directory / INDEX_PREFIX
-            stamp = self.store.directory / f"{INDEX_PREFIX}.version"
-            index = None
-            if stamp.exists() and stamp.read_text().strip() == str(version):
-                try:
-                    index = VectorIndex.load(prefix)
-                except InputFileError:
-                    index = None  # a damaged cache is rebuilt
             ids, vectors = self.store.vectors()
-            if index is None:
-                index = VectorIndex.build(vectors, ids)
-                if os.access(self.store.directory, os.W_OK):  # else a read-only store: the index stays in memory
-                    index.save(prefix)
-                    atomic_write(stamp, lambda tmp: tmp.write_text(str(version)))
+            index = cached_index(self.store, ids, vectors)
             self._vectors = dict(zip(ids.tolist(), vectors))
             self._index, self._index_version = index, version
             return index

@@ -195,7 +195,7 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
     @app.get("/api/stats")
     def stats() -> dict[str, Any]:
         index = engine.index()
-        return {**engine.store.stats(), "index": {"kind": index.kind, "vectors": len(index)}}
+        return {**engine.store.stats(), "index": index.summary()}
 
     @app.get("/api/search")
     def search_text(q: str = Query(..., min_length=1, max_length=1000), k: int = Query(10, ge=1, le=MAX_K),

@@ -252,6 +252,12 @@ class Store:
         return row[0] if row else None
 
     @_locked
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a setting (not content: the version does not move)."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @_locked
     def bind_model(self, model: str, dim: int) -> None:
         """Record the model the embeddings come from; a store never mixes two models."""
         bound, bound_dim = self.get_meta("model"), self.get_meta("dim")
