@@ -54,7 +54,7 @@ def write_sources(folder: Path) -> list[tuple[Path, int, int]]:
         out.append((path, *size))
     _photo((1200, 800), 10).save(folder / "scan.tif")
     ramp = (np.asarray(_photo((800, 600), 11).convert("L"), dtype=np.uint16) * 257)
-    Image.fromarray(ramp, mode="I;16").save(folder / "depth16.png")
+    Image.fromarray(ramp).save(folder / "depth16.png")
     _photo((1600, 1200), 12).convert("CMYK").save(folder / "print.jpg", quality=90)
     rgba = _photo((800, 800), 13).convert("RGBA")
     rgba.putalpha(128)

@@ -230,8 +230,9 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     @app.get("/api/search")
     def search_text(q: str = Query(..., min_length=1, max_length=1000), k: int = Query(10, ge=1, le=MAX_K),
-                    offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None, folder: Filter = None, after: Filter = None,
-                    before: Filter = None, ext: Filter = None) -> dict[str, Any]:
+                    offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
+                    folder: Filter = None, after: Filter = None, before: Filter = None,
+                    ext: Filter = None) -> dict[str, Any]:
         """Text -> image; `k` results from `offset` in the ranking (`next`: the next page's offset, or null)."""
         return run(engine.embed_text(q), k, offset, min_score, filters(folder, after, before, ext))
 
@@ -251,9 +252,8 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     @app.get("/api/similar/{item_id}")
     def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K), offset: int = Query(0, ge=0, le=MAX_OFFSET),
-                min_score: float | None = None,
-                folder: Filter = None, after: Filter = None, before: Filter = None,
-                ext: Filter = None) -> dict[str, Any]:
+                min_score: float | None = None, folder: Filter = None, after: Filter = None,
+                before: Filter = None, ext: Filter = None) -> dict[str, Any]:
         """More like this indexed item (the item itself left out)."""
         try:
             query = engine.embedding_of(item_id)

@@ -27,7 +27,8 @@ FULL_QUALITY = 92
 BROWSER_FORMATS = {"jpg", "jpeg", "png", "webp", "gif", "bmp"}  # shown by every current browser as they are
 THUMBS_DIR = "thumbs"
 _RECIPE = "1"  # bump when the way copies are made changes, so old cached copies are not served
-_LOCKS = [threading.Lock() for _ in range(64)]  # one copy made at a time per key (atomic_write's temp name is per process)
+# one copy made at a time per key: atomic_write's temporary name is per process, not per thread
+_LOCKS = [threading.Lock() for _ in range(64)]
 
 
 def _source_stamp(item: Item, roots: list[str]) -> str:
