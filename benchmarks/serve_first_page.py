@@ -116,8 +116,13 @@ class Client:
 
     def get(self, path: str, conn: int = 0) -> bytes:
         c = self.conns[conn]
-        c.request("GET", path)
-        response = c.getresponse()
+        try:
+            c.request("GET", path)
+            response = c.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):  # the server closed an idle keep-alive connection
+            c.close()
+            c.request("GET", path)
+            response = c.getresponse()
         body = response.read()
         if response.status != 200:
             raise SystemExit(f"{path}: HTTP {response.status}: {body[:200]!r}")
@@ -147,7 +152,7 @@ def main() -> None:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         store = build_store(tmp, args.n, args.seed)
-        print(f"store of {args.n} items built in {time.perf_counter() - t0:.1f} s")
+        print(f"store of {args.n} items built in {time.perf_counter() - t0:.1f} s", flush=True)
         t0 = time.perf_counter()
         proc, base = start_server(store, tmp / "serve.log")
         try:
