@@ -9,6 +9,10 @@ class InputFileError(ClipworksError):
     """A user-supplied file is missing, unreadable, corrupt or of the wrong kind."""
 
 
+class ImageTooLargeError(InputFileError):
+    """An image has more pixels than the caller's budget (decided from its header, before decoding)."""
+
+
 class CheckpointError(ClipworksError):
     """A checkpoint cannot be read, or does not fit the requested architecture."""
 

@@ -180,10 +180,23 @@ def test_page_in_headless_chromium(server, tmp_path):
         page.wait_for_function("document.querySelectorAll('figure.result').length > 0")
         assert page.locator("figure.result").count() == 24
         assert "results for" in page.inner_text("#status")
+        # the grid shows thumbnails, decoded by the browser
         page.wait_for_function("[...document.querySelectorAll('figure.result img')].slice(0, 4).every(i => i.complete && i.naturalWidth == 64)")
-        first_id = page.locator("figure.result").first.get_attribute("data-id")
-        # click a result: more like this, without the clicked image itself
-        page.locator("figure.result").first.click()
+        assert all("/api/thumb/" in src for src in page.eval_on_selector_all("figure.result img", "els => els.map(e => e.src)"))
+        first_ids = page.eval_on_selector_all("figure.result", "els => els.map(e => e.dataset.id)")
+        # the next page: 24 more, none shown before, in the order of one larger query
+        page.click("#more")
+        page.wait_for_function("document.querySelectorAll('figure.result').length == 48")
+        ids = page.eval_on_selector_all("figure.result", "els => els.map(e => e.dataset.id)")
+        whole = json.loads(_get(base + "/api/search?" + urllib.parse.urlencode({"q": "a yellow square", "k": 48}))[1])
+        assert ids[:24] == first_ids and ids == [str(r["id"]) for r in whole["results"]]
+        first_id = first_ids[0]
+        # click a thumbnail: the original in a viewer
+        page.locator("figure.result img").first.click()
+        page.wait_for_function("document.querySelector('#viewer').open && document.querySelector('#full').complete && document.querySelector('#full').naturalWidth == 64")
+        assert page.get_attribute("#full", "src").endswith(f"/api/image/{first_id}")
+        # from there: more like this, without the clicked image itself
+        page.click("#viewer-like")
         page.wait_for_function("document.querySelector('#status').textContent.includes('images like')")
         ids = page.eval_on_selector_all("figure.result", "els => els.map(e => e.dataset.id)")
         assert first_id not in ids and len(ids) == 24

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from clipworks.errors import ConfigError, InputFileError
+from clipworks.errors import ConfigError, ImageTooLargeError, InputFileError
 from clipworks.model.config import INTERPOLATIONS, RESIZE_MODES, PreprocessConfig
 
 _RESAMPLING = {
@@ -53,12 +53,14 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     return decode_image(path, path)
 
 
-def decode_image(source: str | os.PathLike | BinaryIO, name: str, min_side: int | None = None) -> Image.Image:
+def decode_image(source: str | os.PathLike | BinaryIO, name: str, min_side: int | None = None,
+                 max_pixels: int | None = None) -> Image.Image:
     """Decode a file path or binary stream (e.g. a tar member) to RGB; errors are InputFileError naming `name`.
 
     `min_side`: for callers that only need a model's input, let JPEG decode at 1/2, 1/4 or 1/8 scale (DCT
     scaling: a fraction of the time and memory) while both sides stay at least `min_side`; the oriented size
-    of the full image is then in `image.info["full_size"]`."""
+    of the full image is then in `image.info["full_size"]`. `max_pixels`: a budget on the pixels decoded
+    (after that scaling), checked from the header before any pixel is decoded (ImageTooLargeError)."""
     if isinstance(source, (str, os.PathLike)):
         empty = os.path.getsize(source) == 0
     else:
@@ -73,6 +75,9 @@ def decode_image(source: str | os.PathLike | BinaryIO, name: str, min_side: int 
             width, height = opened.size
             if min_side:
                 opened.draft(None, (min_side, min_side))  # a no-op for formats other than JPEG
+            if max_pixels is not None and opened.size[0] * opened.size[1] > max_pixels:
+                raise ImageTooLargeError(f"{name}: {opened.size[0]}x{opened.size[1]} pixels to decode, more than "
+                                         f"the limit of {max_pixels}")
             opened.load()
             if opened.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):  # turned by a quarter
                 width, height = height, width

@@ -153,8 +153,9 @@ class SearchEngine:
     # ------------------------------------------------------------ queries
 
     def search(self, query: np.ndarray, k: int = 10, min_score: float | None = None, filters: Filters | None = None,
-               collapse: float | None = DUPLICATE_COSINE, exclude: set[int] | None = None) -> list[Hit]:
-        """Top-k items by cosine similarity to `query`, best first."""
+               collapse: float | None = DUPLICATE_COSINE, exclude: set[int] | None = None, offset: int = 0) -> list[Hit]:
+        """Top-k items by cosine similarity to `query`, best first; with `offset`, the k after the first `offset`
+        (a page: consecutive pages are consecutive slices of one ranking)."""
         query = np.asarray(query, dtype=np.float32).reshape(1, -1)
         dim = int(self.store.get_meta("dim") or 0)
         if query.shape[1] != dim:
@@ -164,29 +165,49 @@ class SearchEngine:
         allowed = self.store.filter_ids(filters.folder, filters.after, filters.before, filters.ext) if filters and filters.any() else None
         if allowed is not None and not len(allowed):
             return []
-        fetch = min(len(index), (k + len(exclude or ())) * (4 if collapse else 1) + 8)
+        depth = offset + k
+        available = len(index) if allowed is None else len(allowed)
+        fetch = min(available, (depth + len(exclude or ())) * (4 if collapse else 1) + 8)
+        while True:
+            hits, complete = self._rank(index, query, fetch, allowed, depth, min_score, collapse, exclude)
+            if complete or fetch >= available:
+                return hits[offset:]
+            fetch = min(available, fetch * 4)  # near-duplicates or deleted items used up the candidates: look deeper
+
+    def _rank(self, index: VectorIndex, query: np.ndarray, fetch: int, allowed: np.ndarray | None, depth: int,
+              min_score: float | None, collapse: float | None, exclude: set[int] | None) -> tuple[list[Hit], bool]:
+        """The first `depth` hits among the `fetch` nearest candidates, and whether the ranking is complete
+        (`depth` hits, or the rest fall below `min_score`)."""
         scores, ids = index.search(query, fetch, allowed_ids=allowed)
         hits: list[Hit] = []
-        kept_vectors: list[np.ndarray] = []
+        kept = np.empty((depth, query.shape[1]), np.float32)  # vectors of the hits so far, for near-duplicate folding
         items = {it.id: it for it in self.store.items(ids[0].tolist())}
         for score, item_id in zip(scores[0].tolist(), ids[0].tolist()):
             if item_id < 0 or item_id not in items or (exclude and item_id in exclude):
                 continue
             if min_score is not None and score < min_score:
-                break
+                return hits, True
             vec = self._vectors.get(item_id)
-            if collapse and vec is not None and kept_vectors:
-                sims = np.stack(kept_vectors) @ vec
+            if collapse and vec is not None and hits:
+                sims = kept[:len(hits)] @ vec
                 j = int(np.argmax(sims))
                 if sims[j] >= collapse:
                     hits[j].duplicates += 1
                     continue
+            kept[len(hits)] = vec if vec is not None else 0.0
             hits.append(Hit(items[item_id], float(score)))
-            if vec is not None:
-                kept_vectors.append(vec)
-            if len(hits) == k:
-                break
-        return hits
+            if len(hits) == depth:
+                return hits, True
+        return hits, False
+
+    def ranked_count(self, filters: Filters | None = None, exclude: set[int] | None = None) -> int:
+        """How many items a query with these filters ranks (before `min_score` and near-duplicate folding)."""
+        exclude = exclude or set()
+        if filters and filters.any():
+            ranked = self.store.filter_ids(filters.folder, filters.after, filters.before, filters.ext)
+            return len(ranked) - int(np.isin(np.fromiter(exclude, np.int64, len(exclude)), ranked).sum())
+        self.index()
+        return len(self._vectors) - sum(1 for i in exclude if i in self._vectors)
 
     def image_to_text(self, image_embedding: np.ndarray, captions: list[str] | None = None, k: int = 5) -> list[tuple[str, float]]:
         """The best captions for an image: from `captions`, or else from the store's own captions."""

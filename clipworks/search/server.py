@@ -5,7 +5,8 @@ streamed from inside the store's indexed roots; the real path (symlinks resolved
 path, so `../`, absolute paths and symlinks that leave a root get 403. Requests must name an allowed Host
 (loopback names by default), so a web page the user visits cannot reach the server through DNS rebinding; bound
 to anything but loopback, every request also needs the token printed at start. Uploads are limited in bytes and
-pixels, and decoded and embedded in worker threads, a few at a time, so other requests stay prompt.
+pixels, and decoded and embedded in worker threads, a few at a time, so other requests stay prompt. Thumbnails
+and browser-ready copies (`thumbs.py`) are made under the same pixel budget, a few at a time, and cached.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 
-from clipworks.errors import InputFileError, require_extra
+from clipworks.errors import ImageTooLargeError, InputFileError, require_extra
 
 require_extra("serve", "the search server (clipworks serve)")  # one line naming the extra, not an ImportError
 
@@ -36,17 +38,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from clipworks.search import thumbs
 from clipworks.search.engine import Filters, Hit, SearchEngine
-from clipworks.search.store import Item, inside_roots
+from clipworks.search.store import GONE, Item, inside_roots
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # 120 MB decoded as RGB; decided from the image header, before decoding
 UPLOAD_WORKERS = 2  # uploads decoded and embedded at once; more wait their turn without holding a thread
-MAX_K = 200
+THUMB_WORKERS = 2  # thumbnails and converted images made at once; cached ones are served without waiting
+MAX_K = 200  # results in one page
+MAX_OFFSET = 1000  # how deep paging goes: a page starts at most this many results down the ranking
 MAX_ID = 2**63 - 1  # SQLite's largest integer: larger ids cannot be indexed items
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # as they appear in a Host header
 TOKEN_COOKIE = "clipworks_token"
-GONE = "image not found (moved or deleted since it was indexed?)"
 Filter = Annotated[str | None, Query(max_length=4096)]  # a filter's query parameter
 MEDIA_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
                "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff"}
@@ -66,8 +70,13 @@ def _date(text: str | None, name: str) -> float | None:
         raise HTTPException(422, f"{name}: expected a date such as 2026-11-23, got {_short(text)!r}") from None
 
 
+def _links(item_id: int) -> dict[str, str]:
+    """The item's full image (converted for the browser when its format needs it) and its thumbnail."""
+    return {"url": f"/api/image/{item_id}", "thumb": f"/api/thumb/{item_id}"}
+
+
 def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
-    return [{**h.to_json(), "url": f"/api/image/{h.item.id}"} for h in hits]
+    return [{**h.to_json(), **_links(h.item.id)} for h in hits]
 
 
 def is_exposed(host: str) -> bool:
@@ -131,6 +140,7 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
     answered, and with a `token`, only those carrying it (header, `?token=` or the cookie that sets)."""
     app = FastAPI(title="clipworks search", version="1", description="Search a clipworks image store by text or image.")
     uploads = asyncio.Semaphore(UPLOAD_WORKERS)
+    copies = asyncio.Semaphore(THUMB_WORKERS)
     # middleware added last runs first: Host check, then token, then the body limit
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=max_upload_bytes + 64 * 1024)  # + multipart framing
     if token:
@@ -158,11 +168,16 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         return Filters(folder or None, _date(after, "after"), _date(before, "before"),
                        [e for e in ext.split(",") if e] if ext else None)
 
-    def run(query, k: int, min_score: float | None, f: Filters, exclude: set[int] | None = None) -> dict[str, Any]:
+    def run(query, k: int, offset: int, min_score: float | None, f: Filters,
+            exclude: set[int] | None = None) -> dict[str, Any]:
+        """One page of results: `k` hits from `offset`, the number of items ranked, and where the next page starts."""
         try:
-            return {"results": _hits(engine.search(query, k=k, min_score=min_score, filters=f, exclude=exclude))}
+            hits = engine.search(query, k=k, min_score=min_score, filters=f, exclude=exclude, offset=offset)
+            total = engine.ranked_count(f, exclude)
         except InputFileError as exc:
             raise HTTPException(422, str(exc)) from None
+        more = len(hits) == k and offset + k < total and offset + k <= MAX_OFFSET
+        return {"results": _hits(hits), "offset": offset, "total": total, "next": offset + k if more else None}
 
     def found(item_id: int) -> Item:
         items = engine.store.items([item_id]) if 0 <= item_id <= MAX_ID else []
@@ -172,21 +187,41 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     def embed_upload(data: bytes, name: str) -> np.ndarray:
         """Decode and embed an upload (in a worker thread); the pixel budget is checked from the header first."""
-        from PIL import Image
-
         from clipworks.model.transforms import decode_image
 
         try:
-            with Image.open(io.BytesIO(data)) as header:  # reads the header, not the pixels
-                width, height = header.size
-        except Exception:  # not an image, or a decompression bomb: decode_image says which, in one line
-            width = height = 0
-        if width * height > max_upload_pixels:
-            raise HTTPException(413, f"{name}: {width}x{height} pixels, more than the upload limit of {max_upload_pixels}")
-        try:
-            return engine.embed_image(decode_image(io.BytesIO(data), name))
+            return engine.embed_image(decode_image(io.BytesIO(data), name, max_pixels=max_upload_pixels))
+        except ImageTooLargeError as exc:
+            raise HTTPException(413, str(exc)) from None
         except InputFileError as exc:
             raise HTTPException(422, str(exc)) from None
+
+    def copy_of(item_id: int, side: int | None, make: bool) -> Path | bytes | None:
+        """An indexed image's JPEG copy (thumbnail, or full size): cached path, bytes, or None if not cached yet."""
+        item, roots = found(item_id), engine.store.roots()
+        try:
+            if make:
+                return thumbs.make_copy(engine.store.directory, item, roots, side, max_upload_pixels)
+            return thumbs.cached_copy(engine.store.directory, item, roots, side)
+        except PermissionError:
+            raise HTTPException(403, "outside the indexed folders") from None
+        except FileNotFoundError:
+            raise HTTPException(404, GONE) from None
+        except ImageTooLargeError as exc:
+            raise HTTPException(413, str(exc)) from None
+        except InputFileError as exc:  # changed since indexing into something that does not decode
+            raise HTTPException(422, str(exc)) from None
+
+    async def browser_copy(item_id: int, side: int | None) -> Response:
+        """The cached JPEG copy, made first (a few at a time, in worker threads) if need be."""
+        copy = await run_in_threadpool(copy_of, item_id, side, False)
+        if copy is None:
+            async with copies:
+                copy = await run_in_threadpool(copy_of, item_id, side, True)
+        headers = {"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"}
+        if isinstance(copy, bytes):  # a read-only store: made for this request only
+            return Response(copy, media_type="image/jpeg", headers=headers)
+        return FileResponse(copy, media_type="image/jpeg", headers=headers)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:
@@ -199,13 +234,15 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     @app.get("/api/search")
     def search_text(q: str = Query(..., min_length=1, max_length=1000), k: int = Query(10, ge=1, le=MAX_K),
-                    min_score: float | None = None, folder: Filter = None, after: Filter = None,
-                    before: Filter = None, ext: Filter = None) -> dict[str, Any]:
-        """Text -> image."""
-        return run(engine.embed_text(q), k, min_score, filters(folder, after, before, ext))
+                    offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
+                    folder: Filter = None, after: Filter = None, before: Filter = None,
+                    ext: Filter = None) -> dict[str, Any]:
+        """Text -> image; `k` results from `offset` in the ranking (`next`: the next page's offset, or null)."""
+        return run(engine.embed_text(q), k, offset, min_score, filters(folder, after, before, ext))
 
     @app.post("/api/search/image")
-    async def search_image(file: UploadFile, k: int = Query(10, ge=1, le=MAX_K), min_score: float | None = None,
+    async def search_image(file: UploadFile, k: int = Query(10, ge=1, le=MAX_K),
+                           offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
                            folder: Filter = None, after: Filter = None, before: Filter = None,
                            ext: Filter = None) -> dict[str, Any]:
         """Uploaded image -> similar images (multipart field `file`)."""
@@ -215,22 +252,22 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
             raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
         async with uploads:  # waiting uploads hold no worker thread, so text searches keep theirs
             query = await run_in_threadpool(embed_upload, data, _short(file.filename or "upload"))
-        return await run_in_threadpool(run, query, k, min_score, f)
+        return await run_in_threadpool(run, query, k, offset, min_score, f)
 
     @app.get("/api/similar/{item_id}")
-    def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K), min_score: float | None = None,
-                folder: Filter = None, after: Filter = None, before: Filter = None,
-                ext: Filter = None) -> dict[str, Any]:
+    def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K), offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                min_score: float | None = None, folder: Filter = None, after: Filter = None,
+                before: Filter = None, ext: Filter = None) -> dict[str, Any]:
         """More like this indexed item (the item itself left out)."""
         try:
             query = engine.embedding_of(item_id)
         except InputFileError as exc:
             raise HTTPException(404, str(exc)) from None
-        return run(query, k, min_score, filters(folder, after, before, ext), exclude={item_id})
+        return run(query, k, offset, min_score, filters(folder, after, before, ext), exclude={item_id})
 
     @app.get("/api/items/{item_id}")
     def item(item_id: int) -> dict[str, Any]:
-        return {**found(item_id).to_json(), "url": f"/api/image/{item_id}"}
+        return {**found(item_id).to_json(), **_links(item_id)}
 
     @app.get("/api/describe/{item_id}")
     def describe(item_id: int) -> dict[str, Any]:
@@ -244,9 +281,17 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
             raise HTTPException(404, str(exc)) from None
 
     @app.get("/api/image/{item_id}")
-    def image(item_id: int) -> Response:
-        """An indexed image's bytes."""
-        return _stream_item(found(item_id), engine.store.roots())
+    async def image(item_id: int) -> Response:
+        """An indexed image at full size: its file's bytes, or a JPEG of it for formats browsers cannot show (TIFF)."""
+        item = await run_in_threadpool(found, item_id)
+        if item.ext in thumbs.BROWSER_FORMATS or item.ext not in MEDIA_TYPES:
+            return await run_in_threadpool(_stream_item, item, engine.store.roots())
+        return await browser_copy(item_id, None)
+
+    @app.get("/api/thumb/{item_id}")
+    async def thumb(item_id: int) -> Response:
+        """An indexed image's thumbnail: a JPEG whose longest side is at most THUMB_SIDE pixels, made once."""
+        return await browser_copy(item_id, thumbs.THUMB_SIDE)
 
     @app.get("/api/file")
     def file(path: str = Query(..., min_length=1, max_length=4096)) -> Response:

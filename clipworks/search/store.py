@@ -29,6 +29,7 @@ from clipworks.errors import InputFileError
 
 STORE_FILE = "store.sqlite"
 LOCK_FILE = "index.lock"
+GONE = "image not found (moved or deleted since it was indexed?)"  # an indexed file no longer there
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -74,7 +75,7 @@ def read_item_bytes(path: str, roots: Sequence[str]) -> bytes:
                 return tar.extractfile(path.split("::", 1)[1]).read()
         return Path(outer).read_bytes()
     except (OSError, KeyError, AttributeError, tarfile.TarError):
-        raise InputFileError(f"{path}: image not found (moved or deleted since it was indexed?)") from None
+        raise InputFileError(f"{path}: {GONE}") from None
 
 
 def _read_only_error(directory: Path, exc: OSError) -> InputFileError:
