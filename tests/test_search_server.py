@@ -219,3 +219,35 @@ def test_page_in_headless_chromium(server, tmp_path):
         page.press("#q", "Enter")
         page.wait_for_function("document.querySelector('#status').textContent.startsWith('0 results')")
         browser.close()
+
+
+def test_query_algebra_and_photo_filters_through_the_json_api(server):
+    base, engine = server["base"], server["engine"]
+    url = lambda path, **params: base + path + "?" + urllib.parse.urlencode(params)  # noqa: E731
+    ids = lambda body: [r["id"] for r in json.loads(body)["results"]]  # noqa: E731
+    q = '"a yellow square" - 2:"a pink diamond"'
+    status, body = _get(url("/api/search", q=q, k=10))
+    assert status == 200 and ids(body) == [h.item.id for h in engine.search(engine.embed_query(q), k=10)]
+    assert {r["date_source"] for r in json.loads(body)["results"]} == {"file"}  # generated PNGs carry no EXIF
+    # more like this, and an upload, modified by terms
+    first = ids(body)[0]
+    status, body = _get(url(f"/api/similar/{first}", q='+ "a pink diamond"', k=5))
+    start = engine.embedding_of(first)
+    expected = engine.search(engine.embed_query('+ "a pink diamond"', start=start), k=5, exclude={first})
+    assert status == 200 and ids(body) == [h.item.id for h in expected]
+    picture = _get(base + f"/api/image/{first}")[1]
+    status, body = _upload(url("/api/search/image", q='- "a yellow square"', k=5), picture)
+    expected = engine.search(engine.embed_query('- "a yellow square"', start=start), k=5)
+    assert status == 200 and ids(body) == [h.item.id for h in expected]
+    # errors name the term; img: terms never read the server's disk
+    status, body = _get(url("/api/search", q='"a yellow square" "a pink diamond"'))
+    assert status == 422 and "term 2" in json.loads(body)["detail"]
+    status, body = _get(url("/api/search", q="img:/etc/passwd + a cat"))
+    assert status == 422 and "image paths are not read here" in json.loads(body)["detail"]
+    # photo filters: the scenes are dated by their file time (today), with no camera and no GPS
+    assert len(ids(_get(url("/api/search", q="a star", k=10, taken_after="2000-01-01"))[1])) == 10
+    assert ids(_get(url("/api/search", q="a star", taken_before="2000-01-01"))[1]) == []
+    assert ids(_get(url("/api/search", q="a star", has_gps="true"))[1]) == []
+    assert len(ids(_get(url("/api/search", q="a star", k=10, has_gps="false"))[1])) == 10
+    assert ids(_get(url(f"/api/similar/{first}", camera="pixel"))[1]) == []
+    assert _get(url("/api/search", q="a star", taken_after="last summer"))[0] == 422

@@ -25,8 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_index)
 
     q = sub.add_parser("search", help="search a store by text, image or embedding",
-                       description='clipworks search --store DIR "a red star" | --image FILE | --embedding FILE.npy | --like ID')
-    q.add_argument("text", nargs="?", help="a text query")
+                       description='clipworks search --store DIR "a red star" | --image FILE | --embedding FILE.npy | --like ID. '
+                                   'A query adds and subtracts weighted terms: "beach" - "people", 2:"sunset" + "boat", '
+                                   'img:photo.jpg + "at night", --image photo.jpg + "at night" (the vector is the weighted '
+                                   'sum of the normalised term embeddings, renormalised)')
+    q.add_argument("text", nargs="*", help="a query: text terms and img:PATH terms joined by + and -, each optionally "
+                                           "weighted W:; after --image/--embedding/--like it modifies that query")
     q.add_argument("--store", required=True)
     what = q.add_mutually_exclusive_group()
     what.add_argument("--image", help="an image file: find similar images")
@@ -43,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--after", help="only images modified on or after this date (YYYY-MM-DD)")
     q.add_argument("--before", help="only images modified before this date (YYYY-MM-DD)")
     q.add_argument("--ext", help="only these file types, comma-separated (jpg,png)")
+    q.add_argument("--taken-after", help="only photos taken on or after this date (EXIF DateTimeOriginal, else the file time)")
+    q.add_argument("--taken-before", help="only photos taken before this date")
+    q.add_argument("--camera", help="only photos whose EXIF camera model contains this (any case)")
+    q.add_argument("--has-gps", action=argparse.BooleanOptionalAction, default=None,
+                   help="only photos with (--has-gps) or without (--no-has-gps) EXIF GPS data")
     q.add_argument("--no-collapse", action="store_true", help="keep near-duplicates")
     q.add_argument("--stats", action="store_true", help="print the store's statistics and skipped files")
     q.add_argument("--json", action="store_true", help="print JSON")
@@ -166,6 +175,8 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps({**store.stats(), "index": index_status(store), "skipped_files": store.skipped()}, indent=2))
         return 0
     engine = _engine(args)
+    text = " ".join(args.text)  # the shell took the quotes: "a red star" - "a blue circle" arrives as 3 words
+    start = None
     if args.image:
         from clipworks.model.transforms import load_image
 
@@ -173,23 +184,23 @@ def run_search(args: argparse.Namespace) -> int:
         if args.describe:
             print(engine.describe(image=image))
             return 0
-        query = engine.embed_image(image)
+        start = engine.embed_image(image)
     elif args.embedding:
         try:
-            query = np.load(args.embedding)
+            start = np.load(args.embedding)
         except (OSError, ValueError) as exc:
             raise InputFileError(f"{args.embedding}: not a .npy vector ({exc})") from None
     elif args.like is not None:
         if args.describe:
             print(engine.describe(args.like))
             return 0
-        query = engine.embedding_of(args.like)
-    elif args.text:
+        start = engine.embedding_of(args.like)
+    elif text.strip():
         if args.to_text:
             raise InputFileError("--to-text ranks captions for an image: give --image or --like")
-        query = engine.embed_text(args.text)
     else:
         raise InputFileError("give a text query, --image, --embedding or --like")
+    query = engine.embed_query(text, start) if text.strip() else start
     if args.to_text:
         bank = None
         if args.captions:
@@ -205,7 +216,8 @@ def run_search(args: argparse.Namespace) -> int:
                 print(f"{s:7.4f}  {c}")
         return 0
     filters = Filters(args.folder, _date(args.after, "--after"), _date(args.before, "--before"),
-                      args.ext.split(",") if args.ext else None)
+                      args.ext.split(",") if args.ext else None, _date(args.taken_after, "--taken-after"),
+                      _date(args.taken_before, "--taken-before"), args.camera, args.has_gps)
     hits = engine.search(query, k=args.k, min_score=args.min_score, filters=filters,
                          collapse=None if args.no_collapse else DUPLICATE_COSINE, exclude={args.like} if args.like is not None else None)
     generated = {h.item.id: engine.describe(h.item.id) for h in hits if args.describe and not h.item.caption}

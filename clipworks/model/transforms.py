@@ -6,6 +6,7 @@ Pure PIL + numpy + torch. The eval transform reproduces torchvision's `Resize(in
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -53,6 +54,25 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     return decode_image(path, path)
 
 
+HEIF_EXTENSIONS = (".heic", ".heif")
+
+
+@functools.cache
+def _register_heif_opener() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def heif_support(name: str) -> None:
+    """Let PIL open HEIC/HEIF files (pillow-heif's opener, registered once); an error naming the extra without it."""
+    try:
+        _register_heif_opener()
+    except ImportError:
+        raise InputFileError(f"{name}: a HEIC/HEIF image needs pillow-heif, which is not installed: "
+                             "pip install 'clipworks[heic]'") from None
+
+
 def decode_image(source: str | os.PathLike | BinaryIO, name: str, min_side: int | None = None,
                  max_pixels: int | None = None) -> Image.Image:
     """Decode a file path or binary stream (e.g. a tar member) to RGB; errors are InputFileError naming `name`.
@@ -68,6 +88,8 @@ def decode_image(source: str | os.PathLike | BinaryIO, name: str, min_side: int 
         source.seek(0)
     if empty:
         raise InputFileError(f"{name}: empty file (0 bytes), not an image")
+    if name.lower().endswith(HEIF_EXTENSIONS):
+        heif_support(name)
     try:
         with Image.open(source) as opened:
             if getattr(opened, "n_frames", 1) > 1:

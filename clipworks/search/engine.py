@@ -1,8 +1,10 @@
-"""Queries over a store: text->image, image->image, embedding->image and image->text, with metadata filters
-applied before ranking, a minimum score and near-duplicate collapsing."""
+"""Queries over a store: text->image, image->image, embedding->image, weighted sums of text and image terms
+(query.py's algebra) and image->text, with metadata filters applied before ranking, a minimum score and
+near-duplicate collapsing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from clipworks.errors import InputFileError
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.io import atomic_write
 from clipworks.search.ann import DEFAULT_RECALL, VectorIndex, read_index_meta
+from clipworks.search.query import QueryError, combine, parse_query
 from clipworks.search.store import Item, Store, read_item_bytes
 
 INDEX_PREFIX = "index"  # <store>/index.faiss, index.json, index.ids.npy: a cache of the store's vectors
@@ -70,15 +73,20 @@ def index_status(store: Store) -> dict[str, Any] | None:
 
 @dataclass
 class Filters:
-    """Metadata filters, applied before ranking: folder prefix, modification time range, extensions."""
+    """Metadata filters, applied before ranking: folder prefix, modification time range, extensions, and a
+    photo's date taken range, camera model (a part of it, any case) and GPS data (True: has, False: has not)."""
 
     folder: str | None = None
     after: float | None = None
     before: float | None = None
     ext: list[str] | None = None
+    taken_after: float | None = None
+    taken_before: float | None = None
+    camera: str | None = None
+    has_gps: bool | None = None
 
     def any(self) -> bool:
-        return bool(self.folder or self.after is not None or self.before is not None or self.ext)
+        return any(v is not None and v != "" and v != [] for v in dataclasses.asdict(self).values())
 
 
 @dataclass
@@ -143,6 +151,31 @@ class SearchEngine:
     def embed_image(self, image) -> np.ndarray:
         return embed_images(self.model, self.preprocess, [image]).numpy()[0]
 
+    def embed_query(self, query: str, start: np.ndarray | None = None, read_files: bool = True) -> np.ndarray:
+        """The unit vector of a query in query.py's algebra: Σ weight·(normalised term embedding), renormalised.
+        `start` (an image's or an item's embedding) is a first term of weight 1, so "+ at night" modifies it;
+        with `read_files=False` (a server), `img:` terms are refused instead of read from this machine's disk."""
+        from clipworks.model.transforms import load_image
+
+        terms = parse_query(query)
+        dim = int(self.store.get_meta("dim") or 0)
+        if start is not None and np.asarray(start).size != dim:
+            raise InputFileError(f"query embedding has {np.asarray(start).size} dimensions; the store's model has {dim}")
+        weights = [1.0] if start is not None else []
+        vectors = [np.asarray(start, dtype=np.float32).reshape(-1)] if start is not None else []
+        texts = [t for t in terms if t.kind == "text"]
+        by_text = dict(zip([t.value for t in texts], embed_texts(self.model, self.tokenizer, [t.value for t in texts]).numpy())) if texts else {}
+        for number, term in enumerate(terms, 1):
+            if term.kind == "image":
+                if not read_files:
+                    raise QueryError(f"query {query!r}: term {number} (img:{term.value}): image paths are not read here; "
+                                     "upload the image and give the rest of the query with it")
+                vectors.append(self.embed_image(load_image(term.value)))
+            else:
+                vectors.append(by_text[term.value])
+            weights.append(term.weight)
+        return combine(weights, np.stack(vectors), query)
+
     def embedding_of(self, item_id: int) -> np.ndarray:
         """The stored embedding of an indexed item ("more like this")."""
         self.index()
@@ -162,7 +195,7 @@ class SearchEngine:
             raise InputFileError(f"query embedding has {query.shape[1]} dimensions; the store's model has {dim}")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         index = self.index()
-        allowed = self.store.filter_ids(filters.folder, filters.after, filters.before, filters.ext) if filters and filters.any() else None
+        allowed = self.store.filter_ids(**dataclasses.asdict(filters)) if filters and filters.any() else None
         if allowed is not None and not len(allowed):
             return []
         depth = offset + k

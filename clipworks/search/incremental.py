@@ -4,7 +4,7 @@ up to date with what a walk finds, embedding only what is new or changed.
 Each kind of media gives a `Media`: its walk (entries with the size and mtime of a stat, cheap to list), how to
 prepare an entry's content for the model, and how to embed a batch. The bookkeeping is done here, once:
 - an entry with the size and mtime recorded is not read; if only its sidecars changed, its caption and metadata
-  are refreshed without embedding it again;
+  are refreshed without embedding it again (so are the photo metadata of items from a store made before them);
 - a changed entry is hashed, and embedded again only if its content changed (a touched file is not);
 - a symlink to a file outside the indexed root is refused and listed as skipped;
 - a path is one item whichever root it was indexed from (a sub-folder, then its parent): it moves;
@@ -43,7 +43,8 @@ class Entry:
     size: int
     mtime: float
     content: Callable[[], tuple[str, Any]]  # (sha256, what `Media.prepare` decodes); called only on a change
-    metadata: Callable[[], dict[str, Any]] = dict  # the item's columns read from sidecars (caption, extra)
+    metadata: Callable[[], dict[str, Any]] = dict  # the item's columns read without decoding pixels: sidecars
+    #                                                (caption, extra) and, for photos, EXIF (taken, camera, gps)
     sidecars: str = ""  # size and mtime of the sidecar files: their change detection
 
 
@@ -185,8 +186,8 @@ def _sync_root(root: str, store: Store, media: Media, world, report: IndexReport
             report.refreshed += 1
         else:
             report.unchanged += 1
-        if (before.mtime, before.sidecars, before.root) != (entry.mtime, entry.sidecars, entry.root):
-            refreshed.append(_metadata(entry))
+        if (before.mtime, before.sidecars, before.root) != (entry.mtime, entry.sidecars, entry.root) or not before.dated:
+            refreshed.append(_metadata(entry))  # not dated: a store from before photo metadata; read it now
 
     for position, entry in enumerate(media.walk(root)):
         if len(pending) >= media.batch or len(skipped) + len(refreshed) >= 4 * media.batch:

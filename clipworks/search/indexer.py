@@ -5,7 +5,8 @@ sharding, per-batch transactions) is `incremental.py`'s, shared with video searc
 are enumerated lazily, and each image is decoded (JPEGs at a reduced scale) and preprocessed as soon as it is
 read, so a pending batch holds only model-sized pixels (`batch_size` images and at most BATCH_BYTES), never file
 bytes or full-resolution images. A same-name caption `.txt` or metadata `.json` gives the item's caption and
-fields.
+fields; a photo's EXIF header gives its date taken, camera model and whether it has GPS data. HEIC/HEIF files
+decode through pillow-heif (the `heic` extra).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from clipworks.data.captions import member_captions, read_caption_file
 from clipworks.data.folders import is_hidden, walk as walk_visible
-from clipworks.data.images import IMAGE_EXTENSIONS
+from clipworks.data.images import IMAGE_EXTENSIONS, photo_metadata
 from clipworks.data.shards import split_member_name
 from clipworks.errors import InputFileError
 from clipworks.search.incremental import Entry, IndexReport, Media, sidecar_stamp, sync
@@ -74,7 +75,7 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[Entry]:
     def content(member: tarfile.TarInfo) -> Callable[[], tuple[str, bytes]]:
         return lambda: _hashed(archive.extractfile(member).read())
 
-    def metadata(group: dict[str, tarfile.TarInfo]) -> Callable[[], dict[str, Any]]:
+    def metadata(group: dict[str, tarfile.TarInfo], image: tarfile.TarInfo) -> Callable[[], dict[str, Any]]:
         def load() -> dict[str, Any]:
             caption, extra = None, {}
             if "txt" in group:
@@ -83,7 +84,8 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[Entry]:
             if "json" in group:
                 with contextlib.suppress(ValueError):
                     extra = json.loads(archive.extractfile(group["json"]).read())
-            return {"caption": caption, "extra": extra if isinstance(extra, dict) else {}}
+            photo = photo_metadata(archive.extractfile(image), f"{tar_path}::{image.name}", mtime)
+            return {"caption": caption, "extra": extra if isinstance(extra, dict) else {}, **photo}
         return load
 
     for key in sorted(by_key):
@@ -92,7 +94,7 @@ def _walk_tar(tar_path: Path, root: str) -> Iterator[Entry]:
             if ("." + suffix).endswith(IMAGE_EXTENSIONS):
                 stamp = " ".join(f".{s}:{group[s].size}" for s in ("txt", "json") if s in group)
                 yield Entry(f"{tar_path}::{member.name}", root, str(tar_path), Path(member.name).suffix.lower().lstrip("."),
-                            member.size, mtime, content(member), metadata(group), stamp)
+                            member.size, mtime, content(member), metadata(group, member), stamp)
 
 
 def walk(root: str | Path) -> Iterator[Entry]:
@@ -118,7 +120,8 @@ def walk(root: str | Path) -> Iterator[Entry]:
                     continue
                 yield Entry(str(p), str(base), folder, p.suffix.lower().lstrip("."), st.st_size, st.st_mtime,
                             lambda p=p: _hashed(p.read_bytes()),
-                            lambda p=p: {"caption": _sidecar_caption(p), "extra": _sidecar_json(p)},
+                            lambda p=p, mtime=st.st_mtime: {"caption": _sidecar_caption(p), "extra": _sidecar_json(p),
+                                                            **photo_metadata(p, str(p), mtime)},
                             sidecar_stamp([p.with_suffix(".txt"), p.with_suffix(".json")]))
 
 

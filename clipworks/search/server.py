@@ -30,7 +30,7 @@ from clipworks.errors import ImageTooLargeError, InputFileError, require_extra
 
 require_extra("serve", "the search server (clipworks serve)")  # one line naming the extra, not an ImportError
 
-from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -52,8 +52,9 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer: larger ids cannot be indexed ite
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # as they appear in a Host header
 TOKEN_COOKIE = "clipworks_token"
 Filter = Annotated[str | None, Query(max_length=4096)]  # a filter's query parameter
+Modifier = Annotated[str | None, Query(max_length=1000, description='terms added to the image\'s query, e.g. + "at night"')]
 MEDIA_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
-               "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff"}
+               "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff", "heic": "image/heic", "heif": "image/heif"}
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -73,6 +74,18 @@ def _date(text: str | None, name: str) -> float | None:
 def _links(item_id: int) -> dict[str, str]:
     """The item's full image (converted for the browser when its format needs it) and its thumbnail."""
     return {"url": f"/api/image/{item_id}", "thumb": f"/api/thumb/{item_id}"}
+
+
+def filters(folder: Filter = None, after: Filter = None, before: Filter = None, ext: Filter = None,
+            taken_after: Filter = None, taken_before: Filter = None, camera: Filter = None,
+            has_gps: bool | None = None) -> Filters:
+    """The metadata filters of a query's parameters (see Filters); every search route takes them."""
+    return Filters(folder or None, _date(after, "after"), _date(before, "before"),
+                   [e for e in ext.split(",") if e] if ext else None, _date(taken_after, "taken_after"),
+                   _date(taken_before, "taken_before"), camera or None, has_gps)
+
+
+Filtered = Annotated[Filters, Depends(filters)]
 
 
 def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
@@ -164,9 +177,14 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         errors = [{**e, "input": _short(e["input"])} if isinstance(e.get("input"), str) else e for e in exc.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
 
-    def filters(folder: str | None, after: str | None, before: str | None, ext: str | None) -> Filters:
-        return Filters(folder or None, _date(after, "after"), _date(before, "before"),
-                       [e for e in ext.split(",") if e] if ext else None)
+    def query_vector(q: str | None, start: np.ndarray | None = None) -> np.ndarray:
+        """A query in the algebra (query.py), added to `start`; img: terms are refused (no reading server paths)."""
+        if not q or not q.strip():
+            return start
+        try:
+            return engine.embed_query(q, start, read_files=False)
+        except InputFileError as exc:
+            raise HTTPException(422, _short(str(exc), 300)) from None
 
     def run(query, k: int, offset: int, min_score: float | None, f: Filters,
             exclude: set[int] | None = None) -> dict[str, Any]:
@@ -233,37 +251,38 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         return {**engine.store.stats(), "index": index.summary()}
 
     @app.get("/api/search")
-    def search_text(q: str = Query(..., min_length=1, max_length=1000), k: int = Query(10, ge=1, le=MAX_K),
-                    offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
-                    folder: Filter = None, after: Filter = None, before: Filter = None,
-                    ext: Filter = None) -> dict[str, Any]:
-        """Text -> image; `k` results from `offset` in the ranking (`next`: the next page's offset, or null)."""
-        return run(engine.embed_text(q), k, offset, min_score, filters(folder, after, before, ext))
+    def search_text(f: Filtered, q: str = Query(..., min_length=1, max_length=1000),
+                    k: int = Query(10, ge=1, le=MAX_K), offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                    min_score: float | None = None) -> dict[str, Any]:
+        """Text -> image; `q` adds and subtracts weighted terms: "beach" - "people", 2:"sunset" + "boat";
+        `k` results from `offset` in the ranking (`next`: the next page's offset, or null)."""
+        if not q.strip():
+            raise HTTPException(422, "empty text query")
+        return run(query_vector(q), k, offset, min_score, f)
 
     @app.post("/api/search/image")
-    async def search_image(file: UploadFile, k: int = Query(10, ge=1, le=MAX_K),
+    async def search_image(file: UploadFile, f: Filtered, k: int = Query(10, ge=1, le=MAX_K),
                            offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
-                           folder: Filter = None, after: Filter = None, before: Filter = None,
-                           ext: Filter = None) -> dict[str, Any]:
-        """Uploaded image -> similar images (multipart field `file`)."""
-        f = filters(folder, after, before, ext)
+                           q: Modifier = None) -> dict[str, Any]:
+        """Uploaded image -> similar images (multipart field `file`), modified by the terms in `q` if given."""
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
         async with uploads:  # waiting uploads hold no worker thread, so text searches keep theirs
             query = await run_in_threadpool(embed_upload, data, _short(file.filename or "upload"))
+        query = await run_in_threadpool(query_vector, q, query)
         return await run_in_threadpool(run, query, k, offset, min_score, f)
 
     @app.get("/api/similar/{item_id}")
-    def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K), offset: int = Query(0, ge=0, le=MAX_OFFSET),
-                min_score: float | None = None, folder: Filter = None, after: Filter = None,
-                before: Filter = None, ext: Filter = None) -> dict[str, Any]:
-        """More like this indexed item (the item itself left out)."""
+    def similar(item_id: int, f: Filtered, k: int = Query(10, ge=1, le=MAX_K),
+                offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
+                q: Modifier = None) -> dict[str, Any]:
+        """More like this indexed item (the item itself left out), modified by the terms in `q` if given."""
         try:
             query = engine.embedding_of(item_id)
         except InputFileError as exc:
             raise HTTPException(404, str(exc)) from None
-        return run(query, k, offset, min_score, filters(folder, after, before, ext), exclude={item_id})
+        return run(query_vector(q, query), k, offset, min_score, f, exclude={item_id})
 
     @app.get("/api/items/{item_id}")
     def item(item_id: int) -> dict[str, Any]:

@@ -45,13 +45,23 @@ CREATE TABLE IF NOT EXISTS items (
     caption TEXT,                   -- from a same-name .txt, if any
     extra TEXT,                     -- fields of a same-name .json, if any
     embedding BLOB NOT NULL,        -- float32, L2-normalised
-    sidecars TEXT                   -- size and mtime of the .txt/.json read (NULL: not recorded)
+    sidecars TEXT,                  -- size and mtime of the .txt/.json read (NULL: not recorded)
+    taken REAL,                     -- when the photo was taken: EXIF DateTimeOriginal, else the file's mtime
+    date_source TEXT,               -- "exif" or "file": where `taken` came from (NULL: a store from before)
+    camera TEXT,                    -- EXIF Model, if any
+    gps INTEGER                     -- 1: EXIF GPS data present, 0: none
 );
 CREATE INDEX IF NOT EXISTS items_root ON items(root);
 CREATE INDEX IF NOT EXISTS items_folder ON items(folder);
 CREATE INDEX IF NOT EXISTS items_mtime ON items(mtime);
+CREATE INDEX IF NOT EXISTS items_taken ON items(taken);
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, root TEXT NOT NULL, size INTEGER, mtime REAL, reason TEXT);
 """
+# Columns added since the first schema, in order: a store made before one is migrated when opened for indexing
+# (ALTER TABLE ADD COLUMN, NULL in existing rows); the next `clipworks index` fills the photo metadata of
+# existing rows from their files without embedding them again (see incremental.py).
+ADDED_COLUMNS = (("sidecars", "TEXT"), ("taken", "REAL"), ("date_source", "TEXT"), ("camera", "TEXT"), ("gps", "INTEGER"))
+PHOTO_COLUMNS = ("taken", "date_source", "camera", "gps")
 
 
 def inside_roots(path: str, roots: Sequence[str]) -> bool:
@@ -124,17 +134,31 @@ class Item:
     height: int | None
     caption: str | None
     extra: dict[str, Any]
+    taken: float | None = None  # EXIF DateTimeOriginal (date_source "exif") or the file's mtime ("file")
+    date_source: str | None = None  # None: indexed before photo metadata was read
+    camera: str | None = None
+    gps: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-ITEM_COLUMNS = "id, path, root, folder, ext, size, mtime, sha256, width, height, caption, extra"
+ITEM_COLUMNS = ("id", "path", "root", "folder", "ext", "size", "mtime", "sha256", "width", "height", "caption", "extra",
+                *PHOTO_COLUMNS)
 
 
 def _item(row: Sequence[Any]) -> Item:
-    *head, extra = row
-    return Item(*head, extra=json.loads(extra) if extra else {})
+    fields = dict(zip(ITEM_COLUMNS, row))
+    fields["extra"] = json.loads(fields["extra"]) if fields["extra"] else {}
+    fields["gps"] = None if fields["gps"] is None else bool(fields["gps"])
+    return Item(**fields)
+
+
+def dated(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with `taken` and `date_source` filled from its mtime where no photo date was read (videos, tars)."""
+    if row.get("date_source") is None and "mtime" in row:
+        return {**row, "taken": row["mtime"], "date_source": "file"}
+    return row
 
 
 class Known(NamedTuple):
@@ -145,6 +169,7 @@ class Known(NamedTuple):
     sha256: str | None  # None: the file was skipped
     root: str
     sidecars: str | None
+    dated: bool = True  # False: indexed before photo metadata was read; the indexer reads it without embedding
 
 
 def _locked(method):
@@ -185,8 +210,11 @@ class Store:
         with self.lock:
             try:
                 self.db = self._connect()
+                self._columns = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
             except sqlite3.DatabaseError as exc:
                 raise self._error(exc) from None
+        # a store from before a column was added, opened read-only (not migrated): the column reads as NULL
+        self._item_select = ", ".join(c if c in self._columns else f"NULL AS {c}" for c in ITEM_COLUMNS)
 
     def _create(self) -> None:
         """Make a new, empty store file whole and then move it into place, so a store file is never seen
@@ -223,14 +251,24 @@ class Store:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate(db)
                 db.executescript(SCHEMA)
-                if "sidecars" not in {row[1] for row in db.execute("PRAGMA table_info(items)")}:
-                    db.execute("ALTER TABLE items ADD COLUMN sidecars TEXT")  # a store from before sidecars were tracked
                 return db
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Add the columns a store made by an older clipworks lacks (before SCHEMA's indexes name them)."""
+        have = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+        if not have:
+            return  # a new store: SCHEMA makes the table whole
+        with db:
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE items ADD COLUMN {name} {kind}")
 
     def _error(self, exc: sqlite3.DatabaseError) -> InputFileError:
         """One line for a failed SQLite call, saying what the user can do about it."""
@@ -284,23 +322,28 @@ class Store:
             refreshed: Iterable[dict[str, Any]] = ()) -> None:
         """Insert or replace items (dicts with the item columns and `embedding`), record skipped files, delete
         removed paths and refresh the metadata of items whose content did not change (dicts with path and any of
-        root, mtime, caption, extra and sidecars: the embedding stays), all in one transaction."""
+        root, mtime, caption, extra, sidecars and the photo columns: the embedding stays), all in one transaction.
+        A row without a photo date is dated by its mtime (date_source "file")."""
         with self.db:
             for r in rows:
+                r = dated(r)
                 emb = np.ascontiguousarray(r["embedding"], dtype=np.float32)
                 self.db.execute(
                     "INSERT INTO items (path, root, folder, ext, size, mtime, sha256, width, height, caption, extra,"
-                    " embedding, sidecars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE"
+                    " embedding, sidecars, taken, date_source, camera, gps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE"
                     " SET root=excluded.root, folder=excluded.folder, ext=excluded.ext, size=excluded.size,"
                     " mtime=excluded.mtime, sha256=excluded.sha256, width=excluded.width, height=excluded.height,"
                     " caption=excluded.caption, extra=excluded.extra, embedding=excluded.embedding,"
-                    " sidecars=excluded.sidecars",
+                    " sidecars=excluded.sidecars, taken=excluded.taken, date_source=excluded.date_source,"
+                    " camera=excluded.camera, gps=excluded.gps",
                     (r["path"], r["root"], r["folder"], r["ext"], r["size"], r["mtime"], r["sha256"], r.get("width"),
                      r.get("height"), r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None, emb.tobytes(),
-                     r.get("sidecars")))
+                     r.get("sidecars"), r["taken"], r["date_source"], r.get("camera"), int(bool(r.get("gps")))))
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (r["path"],))
             for r in refreshed:  # only the columns given: what came from decoding the content stays too
-                columns = {c: r[c] for c in ("root", "mtime", "caption", "extra", "sidecars") if c in r}
+                r = dated(r)
+                columns = {c: r[c] for c in ("root", "mtime", "caption", "extra", "sidecars", *PHOTO_COLUMNS) if c in r}
                 if "extra" in columns:
                     columns["extra"] = json.dumps(columns["extra"]) if columns["extra"] else None
                 self.db.execute(f"UPDATE items SET {', '.join(c + ' = ?' for c in columns)} WHERE path = ?",
@@ -324,7 +367,7 @@ class Store:
         under = "root = ? OR (path > ? AND path < ?) OR (path > ? AND path < ?)"  # '0' and ';' follow '/' and ':'
         args = (root, base + "/", base + "0", base + "::", base + ":;")
         out = {r[0]: Known(*r[1:]) for r in self.db.execute(
-            f"SELECT path, size, mtime, sha256, root, sidecars FROM items WHERE {under}", args)}
+            f"SELECT path, size, mtime, sha256, root, sidecars, date_source IS NOT NULL FROM items WHERE {under}", args)}
         out.update({r[0]: Known(*r[1:], None) for r in self.db.execute(
             f"SELECT path, size, mtime, NULL, root FROM skipped WHERE {under}", args)})
         return out
@@ -354,20 +397,38 @@ class Store:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({marks})", chunk):
+            for row in self.db.execute(f"SELECT {self._item_select} FROM items WHERE id IN ({marks})", chunk):
                 rows[row[0]] = _item(row)
         return [rows[i] for i in ids if i in rows]
 
     @_locked
     def item_by_path(self, path: str) -> Item | None:
-        row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE path = ?", (path,)).fetchone()
+        row = self.db.execute(f"SELECT {self._item_select} FROM items WHERE path = ?", (path,)).fetchone()
         return _item(row) if row else None
 
     @_locked
     def filter_ids(self, folder: str | None = None, after: float | None = None, before: float | None = None,
-                   ext: Sequence[str] | None = None) -> np.ndarray:
-        """Ids of the items matching every given filter: inside `folder`, modified in [after, before), extension."""
+                   ext: Sequence[str] | None = None, taken_after: float | None = None, taken_before: float | None = None,
+                   camera: str | None = None, has_gps: bool | None = None) -> np.ndarray:
+        """Ids of the items matching every given filter: inside `folder`, modified in [after, before), extension,
+        taken in [taken_after, taken_before), camera model containing `camera` (any case), GPS data or not."""
         where, args = [], []
+        photo = taken_after is not None or taken_before is not None or camera or has_gps is not None
+        if photo and "date_source" not in self._columns:
+            raise InputFileError(f"{self.directory}: the store was made before photo metadata was read; run "
+                                 f"`clipworks index FOLDER --store {self.directory}` once to add it")
+        if taken_after is not None:
+            where.append("taken >= ?")
+            args.append(taken_after)
+        if taken_before is not None:
+            where.append("taken < ?")
+            args.append(taken_before)
+        if camera:
+            where.append("instr(lower(camera), ?) > 0")
+            args.append(camera.lower())
+        if has_gps is not None:
+            where.append("gps = ?")
+            args.append(int(has_gps))
         if folder:
             folder = str(Path(folder).expanduser().resolve()) if "::" not in folder else folder
             where.append("(folder = ? OR folder LIKE ? ESCAPE '\\')")
