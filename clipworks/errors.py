@@ -42,6 +42,7 @@ EXTRAS = {
     "video": ("av",),
     "serve": ("fastapi", "starlette", "uvicorn", "python_multipart"),
     "meteor": ("pycocoevalcap",),
+    "heic": ("pillow_heif",),
 }
 
 

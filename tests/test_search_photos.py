@@ -177,4 +177,4 @@ def test_a_heic_without_pillow_heif_is_skipped_naming_the_extra(tmp_path, model,
     finally:
         transforms._register_heif_opener.cache_clear()
     assert report.added == 1 and [(Path(p).name, r) for p, r in report.skipped] == [
-        ("a.heic", "a HEIC/HEIF image needs pillow-heif, which is not installed: pip install 'clipworks[heic]'")]
+        ("a.heic", "a HEIC/HEIF image needs pillow_heif, which clipworks installs only on request: pip install 'clipworks[heic]'")]

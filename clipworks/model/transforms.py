@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from clipworks.errors import ConfigError, ImageTooLargeError, InputFileError
+from clipworks.errors import ConfigError, ImageTooLargeError, InputFileError, missing_extra
 from clipworks.model.config import INTERPOLATIONS, RESIZE_MODES, PreprocessConfig
 
 _RESAMPLING = {
@@ -66,11 +66,10 @@ def _register_heif_opener() -> None:
 
 def heif_support(name: str) -> None:
     """Let PIL open HEIC/HEIF files (pillow-heif's opener, registered once); an error naming the extra without it."""
-    try:
-        _register_heif_opener()
-    except ImportError:
-        raise InputFileError(f"{name}: a HEIC/HEIF image needs pillow-heif, which is not installed: "
-                             "pip install 'clipworks[heic]'") from None
+    reason = missing_extra("heic", "a HEIC/HEIF image")
+    if reason is not None:
+        raise InputFileError(f"{name}: {reason}")
+    _register_heif_opener()
 
 
 def decode_image(source: str | os.PathLike | BinaryIO, name: str, min_side: int | None = None,

@@ -237,7 +237,7 @@ class SearchEngine:
         """How many items a query with these filters ranks (before `min_score` and near-duplicate folding)."""
         exclude = exclude or set()
         if filters and filters.any():
-            ranked = self.store.filter_ids(filters.folder, filters.after, filters.before, filters.ext)
+            ranked = self.store.filter_ids(**dataclasses.asdict(filters))
             return len(ranked) - int(np.isin(np.fromiter(exclude, np.int64, len(exclude)), ranked).sum())
         self.index()
         return len(self._vectors) - sum(1 for i in exclude if i in self._vectors)
