@@ -159,6 +159,9 @@ def test_heic_photos_are_indexed_found_and_dated(tmp_path, model):
     assert (item.ext, item.width, item.height) == ("heic", 64, 48)
     assert (item.taken, item.date_source, item.camera, item.gps) == (_local("2022-07-14 09:15:00"), "exif", "iPhone 15", True)
     assert _names(engine.search(engine.embed_query("a red square"), k=4, filters=Filters(camera="iphone"))) == {"IMG_0001"}
+    # a page's total counts what the photo filters leave, as the ranking does
+    assert engine.ranked_count(Filters(camera="iphone")) == 1 and engine.ranked_count(Filters(has_gps=False)) == 3
+    assert engine.ranked_count(Filters(camera="iphone"), exclude={item.id}) == 0
 
 
 def test_a_heic_without_pillow_heif_is_skipped_naming_the_extra(tmp_path, model, monkeypatch):
