@@ -29,7 +29,7 @@ from clipworks.search.store import GONE, Item, Store, inside_roots, read_item_by
 DEFAULT_THRESHOLD = 0.90  # cosine at or above which two images are near-duplicate candidates
 NEIGHBOURS = 16  # candidates per image: its nearest neighbours in the vector index
 LAYOUT_CORRELATION = 0.7  # 8x8 grayscale correlation at or above which a candidate pair's layouts agree...
-DETAIL_CORRELATION = 0.5  # ...and that of their residuals once a brightness gradient (a plane) is fitted and removed
+DETAIL_CORRELATION = 0.6  # ...and that of their residuals once a brightness gradient (a plane) is fitted and removed
 LAYOUT_SIDE = 8
 LAYOUT_FILE = "layouts8.v1.npz"  # <store>/...: layouts by content hash; the name changes with the recipe
 FLAT_STD = 1.0  # a layout whose grey levels vary less than this (one level) is flat: a blank or plain image
