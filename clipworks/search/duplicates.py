@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ class LayoutCache:
             try:
                 with np.load(self.path, allow_pickle=False) as saved:
                     self.known = dict(zip(saved["sha256"].tolist(), saved["layout"]))
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 self.known = {}  # a damaged cache is read again from the files
 
     def get(self, item: Item) -> np.ndarray:
