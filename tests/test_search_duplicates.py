@@ -111,7 +111,7 @@ def test_planted_copies_are_grouped_and_distinct_images_are_not(planted):
     assert [g.to_json() for g in again.groups] == [g.to_json() for g in report.groups]
     (planted["store"] / LAYOUT_FILE).write_bytes(b"PK\x03\x04 damaged")  # a damaged cache is read again from the files
     assert [g.to_json() for g in find_duplicates(store).groups] == [g.to_json() for g in report.groups]
-    assert len(np.load(planted["store"] / LAYOUT_FILE)["sha256"]) >= 11
+    assert len(np.load(planted["store"] / LAYOUT_FILE)["sha256"]) >= 10  # the ten contents of the planted groups, at least
 
 
 def test_the_layout_check_rejects_similar_but_different_scenes(planted):
