@@ -126,6 +126,9 @@ def test_single_action_commands(parser):
     args = _parse(parser, ["serve", "--store", "s", "--port", "0"])
     assert args.run is search.run_serve and args.port == 0
     assert _parse(parser, ["index", "photos", "--store", "s"]).run is search.run_index
+    args = _parse(parser, ["duplicates", "--store", "s", "--threshold", "0.95", "--json", "--out", "d.json"])
+    assert args.run is search.run_duplicates and (args.threshold, args.json, args.out, args.exact_only) == (0.95, True, "d.json", False)
+    assert _parse(parser, ["duplicates", "--store", "s", "--exact-only"]).exact_only
     assert _parse(parser, ["sketch", "cat.png", "--strokes", "8"]).strokes == 8
 
 

@@ -1,4 +1,4 @@
-"""`clipworks index` (build or update a store) and `clipworks search` (query it)."""
+"""`clipworks index` (build or update a store), `clipworks search` (query it), `export`, `serve` and `duplicates`."""
 
 from __future__ import annotations
 
@@ -64,6 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="output folder")
     e.set_defaults(run=run_export)
 
+    d = sub.add_parser("duplicates", help="find duplicate and near-duplicate images in a store",
+                       description="Byte-identical files (same content hash) and near duplicates (resized, recompressed, "
+                                   "slightly cropped copies): each image's nearest neighbours in the vector index whose "
+                                   "cosine reaches --threshold and whose 8x8 grayscale layouts agree.")
+    d.add_argument("--store", required=True)
+    d.add_argument("--threshold", type=fraction, default=None, metavar="T",
+                   help="cosine at or above which two images are near-duplicate candidates (default 0.90)")
+    d.add_argument("--exact-only", action="store_true", help="only byte-identical files (no embeddings, no layouts)")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
+    d.set_defaults(run=run_duplicates)
+
     v = sub.add_parser("serve", help="serve a store: HTTP API (OpenAPI at /openapi.json) and a search page at /")
     v.add_argument("--store", required=True)
     v.add_argument("--host", default="127.0.0.1",
@@ -81,6 +93,28 @@ def run_export(args: argparse.Namespace) -> int:
 
     paths = Store(args.store, create=False).export(args.out)
     print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def run_duplicates(args: argparse.Namespace) -> int:
+    from clipworks.io import atomic_write
+    from clipworks.search.duplicates import DEFAULT_THRESHOLD, find_duplicates
+    from clipworks.search.store import Store
+
+    store = Store(args.store, create=False)
+    report = find_duplicates(store, threshold=args.threshold or DEFAULT_THRESHOLD, exact_only=args.exact_only)
+    if args.out:
+        atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8"))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    for number, group in enumerate(report.groups, 1):
+        print(f"group {number}: {len(group.items)} images, {group.kind}"
+              + (f", cosine >= {group.similarity:.3f}" if group.kind == "near" else ""))
+        for item in group.items:
+            size = f"{item.width}x{item.height}" if item.width else "?"
+            print(f"  id {item.id:<6d} {size:>11s} {item.size:>10d} B  {item.path}")
+    print(report.summary())
     return 0
 
 

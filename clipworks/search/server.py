@@ -18,6 +18,7 @@ import secrets
 import socket
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from importlib import resources
@@ -39,6 +40,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from clipworks.search import thumbs
+from clipworks.search.duplicates import DEFAULT_THRESHOLD, DuplicateReport, find_duplicates
 from clipworks.search.engine import Filters, Hit, SearchEngine
 from clipworks.search.store import GONE, Item, inside_roots
 
@@ -47,6 +49,7 @@ MAX_UPLOAD_PIXELS = 40_000_000  # 120 MB decoded as RGB; decided from the image 
 UPLOAD_WORKERS = 2  # uploads decoded and embedded at once; more wait their turn without holding a thread
 THUMB_WORKERS = 2  # thumbnails and converted images made at once; cached ones are served without waiting
 MAX_K = 200  # results in one page
+MAX_GROUPS = 100  # duplicate groups in one page
 MAX_OFFSET = 1000  # how deep paging goes: a page starts at most this many results down the ranking
 MAX_ID = 2**63 - 1  # SQLite's largest integer: larger ids cannot be indexed items
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # as they appear in a Host header
@@ -214,6 +217,20 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         except InputFileError as exc:
             raise HTTPException(422, str(exc)) from None
 
+    duplicates_lock = threading.Lock()
+    duplicates_cache: dict[tuple[int, float, bool], DuplicateReport] = {}
+
+    def duplicates_of(threshold: float, exact_only: bool) -> DuplicateReport:
+        """The store's duplicate groups, found once per store version and setting (one search at a time)."""
+        with duplicates_lock:
+            key = (engine.store.version, threshold, exact_only)
+            if key not in duplicates_cache:
+                report = find_duplicates(engine.store, threshold=threshold, exact_only=exact_only,
+                                         index=None if exact_only else engine.index())
+                duplicates_cache.clear()  # only the latest setting is kept: a report can be large
+                duplicates_cache[key] = report
+            return duplicates_cache[key]
+
     def copy_of(item_id: int, side: int | None, make: bool) -> Path | bytes | None:
         """An indexed image's JPEG copy (thumbnail, or full size): cached path, bytes, or None if not cached yet."""
         item, roots = found(item_id), engine.store.roots()
@@ -283,6 +300,23 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         except InputFileError as exc:
             raise HTTPException(404, str(exc)) from None
         return run(query_vector(q, query), k, offset, min_score, f, exclude={item_id})
+
+    @app.get("/api/duplicates")
+    def duplicates(offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=MAX_GROUPS),
+                   threshold: float = Query(DEFAULT_THRESHOLD, gt=0, le=1), exact_only: bool = False) -> dict[str, Any]:
+        """Groups of duplicate images (byte-identical, or near: resized, recompressed, cropped copies), largest
+        first: `limit` groups from `offset` (`next`: the next page's offset, or null); each image with its links."""
+        try:
+            report = duplicates_of(threshold, exact_only)
+        except InputFileError as exc:
+            raise HTTPException(422, str(exc)) from None
+        page = report.groups[offset:offset + limit]
+        groups = [{**g.to_json(), "items": [{**it.to_json(), **_links(it.id)} for it in g.items]} for g in page]
+        more = offset + limit < len(report.groups)
+        return {"groups": groups, "offset": offset, "total": len(report.groups), "next": offset + limit if more else None,
+                "images": report.images, "threshold": report.threshold, "exact_only": report.exact_only,
+                "candidates": report.candidates, "rejected": report.rejected, "skipped": len(report.skipped),
+                "skipped_files": [{"path": p, "reason": r} for p, r in report.skipped[:MAX_GROUPS]]}
 
     @app.get("/api/items/{item_id}")
     def item(item_id: int) -> dict[str, Any]:

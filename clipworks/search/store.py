@@ -448,6 +448,17 @@ class Store:
         return np.asarray([r[0] for r in self.db.execute(sql, args)], dtype=np.int64)
 
     @_locked
+    def same_content(self) -> list[list[int]]:
+        """Ids of the items sharing one content hash (byte-identical files), one list per hash with two or more,
+        each in id order."""
+        groups: dict[str, list[int]] = {}
+        for sha, item_id in self.db.execute(
+                "SELECT sha256, id FROM items WHERE sha256 IN (SELECT sha256 FROM items GROUP BY sha256 HAVING COUNT(*) > 1)"
+                " ORDER BY sha256, id"):
+            groups.setdefault(sha, []).append(item_id)
+        return list(groups.values())
+
+    @_locked
     def captions(self) -> list[tuple[int, str]]:
         """(id, caption) of every item that has one: the default caption bank for image->text."""
         return list(self.db.execute("SELECT id, caption FROM items WHERE caption IS NOT NULL AND caption != '' ORDER BY id"))
