@@ -4,16 +4,19 @@ near-duplicate collapsing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clipworks.cache import weights_hash
 from clipworks.errors import InputFileError
 from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.io import atomic_write
@@ -24,6 +27,7 @@ from clipworks.search.store import Item, Store, read_item_bytes
 INDEX_PREFIX = "index"  # <store>/index.faiss, index.json, index.ids.npy: a cache of the store's vectors
 RECALL_META = "ann_recall"  # store meta key: the recall@10 target the index is tuned to
 DUPLICATE_COSINE = 0.98  # results closer than this to a better one are collapsed into it
+TEXT_CACHE_SIZE = 4096  # text embeddings kept for repeated queries (2 KB each at dim 512)
 
 
 def recall_target(store: Store) -> float:
@@ -99,11 +103,61 @@ class Hit:
         return {"score": round(self.score, 6), "duplicates": self.duplicates, **self.item.to_json()}
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The vector index and the vectors of one store version; never changed once made (an update makes a new one)."""
+
+    version: int
+    index: VectorIndex
+    vectors: dict[int, np.ndarray]  # by item id
+
+
+class TextEmbeddings:
+    """Text -> unit embedding for repeated queries, the `size` most recently used, for one model's weights:
+    entries are keyed by the weights' hash with the text, so another model (or new weights) never reads them."""
+
+    def __init__(self, size: int = TEXT_CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # held for dict operations only, never while embedding
+        self.hits = self.misses = 0
+
+    def embed(self, model, tokenizer, weights: str, texts: Sequence[str]) -> list[np.ndarray]:
+        """Embeddings of `texts` (read-only arrays), those not kept computed in one batch by `model`."""
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vec = self._entries.get((weights, text))
+                if vec is not None:
+                    self._entries.move_to_end((weights, text))
+                    found[text] = vec
+            self.hits += len(found)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            for text, vec in zip(missing, embed_texts(model, tokenizer, missing).numpy()):
+                vec.setflags(write=False)  # shared by every query that repeats the text
+                found[text] = vec
+            with self._lock:
+                self.misses += len(missing)
+                for text in missing if self.size > 0 else ():
+                    self._entries[(weights, text)] = found[text]
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        return [found[t] for t in texts]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class SearchEngine:
-    """A store opened for queries, with its model and a vector index rebuilt when the store has changed."""
+    """A store opened for queries, with its model and a vector index rebuilt when the store has changed.
+
+    Safe to query from many threads at once: each query reads the store on its own connection inside one read
+    transaction and uses the immutable `Snapshot` built for that same store version, so a query during an update
+    sees the store either before or after it, whole. Only rebuilding a snapshot is done by one thread at a time."""
 
     def __init__(self, store_dir: str | Path, device: str | None = None, model=None, preprocess=None, tokenizer=None,
-                 describer: Callable[[Any], str] | None = None) -> None:
+                 describer: Callable[[Any], str] | None = None, text_cache: int = TEXT_CACHE_SIZE) -> None:
         self.store = Store(store_dir, create=False)
         # describer(PIL image) -> caption, for `describe`: given by the caller (the CLI builds one from a
         # captioner), so that search needs no captioning code.
@@ -120,33 +174,63 @@ class SearchEngine:
 
             model, preprocess = create_model(model_name, device=device)
             tokenizer = get_tokenizer(model)
+        self.texts = TextEmbeddings(text_cache)
         self.model, self.preprocess, self.tokenizer = model, preprocess, tokenizer
         self.model_name = model_name
-        self._lock = threading.Lock()
-        self._index: VectorIndex | None = None
-        self._index_version = -1
-        self._vectors: dict[int, np.ndarray] = {}
+        self._build_lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def model(self):
+        return self._model
+
+    @model.setter
+    def model(self, model) -> None:
+        """A new model: text embeddings are then kept under its weights' hash (those of the old one go unused).
+        Weights changed in place are seen when the model is assigned again."""
+        self._model = model
+        self._weights: str | None = None  # hashed on the first text embedded
+
+    def _weights_key(self) -> str:
+        if self._weights is None:
+            self._weights = weights_hash(self._model)
+        return self._weights
 
     # ------------------------------------------------------------ the index cache
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Snapshot]:
+        """The snapshot of the store's current version, with the store's reads in the block (on this thread)
+        pinned to that same version: what one query (or a page and its total) reads together."""
+        with self.store.reading():
+            yield self._snapshot_of(self.store.version)
+
+    def _snapshot_of(self, version: int) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.version == version:
+            return snapshot  # the common case: no lock
+        with self._build_lock:  # one thread rebuilds; the others wanting this version wait for it
+            snapshot = self._snapshot
+            if snapshot is not None and snapshot.version == version:
+                return snapshot
+            ids, vectors = self.store.vectors()  # in the caller's read transaction: exactly this version
+            built = Snapshot(version, cached_index(self.store, ids, vectors), dict(zip(ids.tolist(), vectors)))
+            if snapshot is None or version > snapshot.version:  # a reader that began before an update keeps the newer
+                self._snapshot = built
+            return built
+
     def index(self) -> VectorIndex:
         """The vector index, loaded from its cache file or rebuilt if the store moved on since."""
-        with self._lock:
-            version = self.store.version
-            if self._index is not None and self._index_version == version:
-                return self._index
-            ids, vectors = self.store.vectors()
-            index = cached_index(self.store, ids, vectors)
-            self._vectors = dict(zip(ids.tolist(), vectors))
-            self._index, self._index_version = index, version
-            return index
+        with self.reading() as snapshot:
+            return snapshot.index
 
     # ------------------------------------------------------------ embeddings of queries
 
     def embed_text(self, text: str) -> np.ndarray:
+        """A text's unit embedding (a read-only array; repeated texts come from the engine's cache)."""
         if not text.strip():
             raise InputFileError("empty text query")
-        return embed_texts(self.model, self.tokenizer, [text]).numpy()[0]
+        return self.texts.embed(self.model, self.tokenizer, self._weights_key(), [text])[0]
 
     def embed_image(self, image) -> np.ndarray:
         return embed_images(self.model, self.preprocess, [image]).numpy()[0]
@@ -164,7 +248,8 @@ class SearchEngine:
         weights = [1.0] if start is not None else []
         vectors = [np.asarray(start, dtype=np.float32).reshape(-1)] if start is not None else []
         texts = [t for t in terms if t.kind == "text"]
-        by_text = dict(zip([t.value for t in texts], embed_texts(self.model, self.tokenizer, [t.value for t in texts]).numpy())) if texts else {}
+        by_text = dict(zip([t.value for t in texts], self.texts.embed(self.model, self.tokenizer, self._weights_key(),
+                                                                      [t.value for t in texts])))
         for number, term in enumerate(terms, 1):
             if term.kind == "image":
                 if not read_files:
@@ -178,10 +263,10 @@ class SearchEngine:
 
     def embedding_of(self, item_id: int) -> np.ndarray:
         """The stored embedding of an indexed item ("more like this")."""
-        self.index()
-        if item_id not in self._vectors:
-            raise InputFileError(f"no indexed item with id {item_id}")
-        return self._vectors[item_id]
+        with self.reading() as snapshot:
+            if item_id not in snapshot.vectors:
+                raise InputFileError(f"no indexed item with id {item_id}")
+            return snapshot.vectors[item_id]
 
     # ------------------------------------------------------------ queries
 
@@ -194,24 +279,24 @@ class SearchEngine:
         if query.shape[1] != dim:
             raise InputFileError(f"query embedding has {query.shape[1]} dimensions; the store's model has {dim}")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        index = self.index()
-        allowed = self.store.filter_ids(**dataclasses.asdict(filters)) if filters and filters.any() else None
-        if allowed is not None and not len(allowed):
-            return []
-        depth = offset + k
-        available = len(index) if allowed is None else len(allowed)
-        fetch = min(available, (depth + len(exclude or ())) * (4 if collapse else 1) + 8)
-        while True:
-            hits, complete = self._rank(index, query, fetch, allowed, depth, min_score, collapse, exclude)
-            if complete or fetch >= available:
-                return hits[offset:]
-            fetch = min(available, fetch * 4)  # near-duplicates or deleted items used up the candidates: look deeper
+        with self.reading() as snapshot:
+            allowed = self.store.filter_ids(**dataclasses.asdict(filters)) if filters and filters.any() else None
+            if allowed is not None and not len(allowed):
+                return []
+            depth = offset + k
+            available = len(snapshot.index) if allowed is None else len(allowed)
+            fetch = min(available, (depth + len(exclude or ())) * (4 if collapse else 1) + 8)
+            while True:
+                hits, complete = self._rank(snapshot, query, fetch, allowed, depth, min_score, collapse, exclude)
+                if complete or fetch >= available:
+                    return hits[offset:]
+                fetch = min(available, fetch * 4)  # near-duplicates or deleted items used up the candidates: look deeper
 
-    def _rank(self, index: VectorIndex, query: np.ndarray, fetch: int, allowed: np.ndarray | None, depth: int,
+    def _rank(self, snapshot: Snapshot, query: np.ndarray, fetch: int, allowed: np.ndarray | None, depth: int,
               min_score: float | None, collapse: float | None, exclude: set[int] | None) -> tuple[list[Hit], bool]:
         """The first `depth` hits among the `fetch` nearest candidates, and whether the ranking is complete
         (`depth` hits, or the rest fall below `min_score`)."""
-        scores, ids = index.search(query, fetch, allowed_ids=allowed)
+        scores, ids = snapshot.index.search(query, fetch, allowed_ids=allowed)
         hits: list[Hit] = []
         kept = np.empty((depth, query.shape[1]), np.float32)  # vectors of the hits so far, for near-duplicate folding
         items = {it.id: it for it in self.store.items(ids[0].tolist())}
@@ -220,7 +305,7 @@ class SearchEngine:
                 continue
             if min_score is not None and score < min_score:
                 return hits, True
-            vec = self._vectors.get(item_id)
+            vec = snapshot.vectors.get(item_id)
             if collapse and vec is not None and hits:
                 sims = kept[:len(hits)] @ vec
                 j = int(np.argmax(sims))
@@ -236,11 +321,11 @@ class SearchEngine:
     def ranked_count(self, filters: Filters | None = None, exclude: set[int] | None = None) -> int:
         """How many items a query with these filters ranks (before `min_score` and near-duplicate folding)."""
         exclude = exclude or set()
-        if filters and filters.any():
-            ranked = self.store.filter_ids(**dataclasses.asdict(filters))
-            return len(ranked) - int(np.isin(np.fromiter(exclude, np.int64, len(exclude)), ranked).sum())
-        self.index()
-        return len(self._vectors) - sum(1 for i in exclude if i in self._vectors)
+        with self.reading() as snapshot:
+            if filters and filters.any():
+                ranked = self.store.filter_ids(**dataclasses.asdict(filters))
+                return len(ranked) - int(np.isin(np.fromiter(exclude, np.int64, len(exclude)), ranked).sum())
+            return len(snapshot.vectors) - sum(1 for i in exclude if i in snapshot.vectors)
 
     def image_to_text(self, image_embedding: np.ndarray, captions: list[str] | None = None, k: int = 5) -> list[tuple[str, float]]:
         """The best captions for an image: from `captions`, or else from the store's own captions."""

@@ -3,7 +3,9 @@
 Each indexing batch is one transaction, so a crash (even kill -9) loses at most the batch in flight and the
 store is always consistent; paths are unique, so a re-run can never duplicate an image. The vector index
 (`ann.py`) is a cache rebuilt from here when the store's version moves. Queries open the store read-only
-(so it can live on a read-only disk); every SQLite failure surfaces as one line naming the store.
+(so it can live on a read-only disk), with one SQLite connection per thread, so a server's threads read at
+once (WAL readers do not block each other or the indexer); `reading()` pins one version for several reads.
+Every SQLite failure surfaces as one line naming the store.
 """
 
 from __future__ import annotations
@@ -173,12 +175,13 @@ class Known(NamedTuple):
 
 
 def _locked(method):
-    """Run the method holding the store's lock (sqlite3 connections are not safe for concurrent statements),
-    with SQLite's errors turned into one line naming the store: the store's query boundary."""
+    """Run the method on this thread's connection (holding the store's lock where the connection is shared:
+    sqlite3 connections are not safe for concurrent statements), with SQLite's errors turned into one line
+    naming the store: the store's query boundary."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self.lock:
+        with self._guard():
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.DatabaseError as exc:
@@ -197,7 +200,10 @@ class Store:
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
         self.readonly = not create
-        self.lock = threading.RLock()  # one connection shared by a server's threads: one statement at a time
+        # Read-only (queries): a connection per thread, no lock. For indexing: one connection, one statement at a time.
+        self.lock = threading.RLock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []  # every connection opened, for close()
         if not self.path.exists():
             if not create:
                 raise InputFileError(f"{self.directory}: no clipworks store here (make one with `clipworks index PATH --store DIR`)")
@@ -209,7 +215,7 @@ class Store:
             raise InputFileError(f"{self.directory}: the store is read-only; index into a writable --store")
         with self.lock:
             try:
-                self.db = self._connect()
+                self._shared = None if self.readonly else self._open()
                 self._columns = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
             except sqlite3.DatabaseError as exc:
                 raise self._error(exc) from None
@@ -233,6 +239,45 @@ class Store:
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection for this thread: its own when read-only, else the store's one (use under `lock`)."""
+        if self._shared is not None:
+            return self._shared
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = self._local.db = self._open()
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc) from None
+        return db
+
+    def _guard(self) -> contextlib.AbstractContextManager:
+        """The store's lock where threads share the connection; nothing where each has its own."""
+        return self.lock if self._shared is not None else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every read in the block, on this thread, sees the store at one version (a SQLite read transaction;
+        writers go on meanwhile, and later reads see them). Blocks nest; for reads only."""
+        depth = getattr(self._local, "reading", 0)
+        with self._guard():
+            if depth == 0:
+                self.db.execute("BEGIN")
+            self._local.reading = depth + 1
+            try:
+                yield
+            finally:
+                self._local.reading = depth
+                if depth == 0 and self.db.in_transaction:
+                    self.db.execute("COMMIT")
+
+    def _open(self) -> sqlite3.Connection:
+        db = self._connect()
+        with self.lock:
+            self._connections.append(db)
+        return db
 
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
@@ -281,7 +326,10 @@ class Store:
         return InputFileError(f"{self.path}: store error ({exc})")
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
 
     # ------------------------------------------------------------ model binding and version
 
