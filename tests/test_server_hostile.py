@@ -30,6 +30,7 @@ from clipworks.search.server import LOOPBACK_HOSTS, allowed_hosts_for, is_expose
 BIG_IMAGE_BYTES = 256 * 1024 * 1024  # an indexed image grown (sparse) after indexing
 DISK_IMAGE_BYTES = 800 * 1024 * 1024  # a non-indexed file under the root
 PROMPT_S = 1.0  # generous bound on /api/health and a text search while uploads are processed
+HELD_S = 5.0  # a server held by an unfinished upload would not answer at all until it ends (never, here)
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -319,7 +320,9 @@ def test_uploads_are_limited_and_do_not_stall_other_requests(site):
     print(f"\n3 uploads of 36 Mpx in {seconds:.1f} s; meanwhile {len(taken)} health/search requests, "
           f"slowest {max(taken) * 1000:.0f} ms")
     assert statuses == [200] * 3 and len(taken) >= 3
-    assert max(taken) < PROMPT_S
+    # A blocked event loop would stall a request for about one decode (~half of `seconds` with two workers);
+    # scaled to the uploads' own time, the bound holds on a loaded machine and still catches a stall.
+    assert max(taken) < max(PROMPT_S, seconds / 4)
 
 
 def test_slow_upload_does_not_hold_the_server(site):
@@ -333,7 +336,7 @@ def test_slow_upload_does_not_hold_the_server(site):
             slow.sendall(b"x" * 1024)
             start = time.perf_counter()
             assert _status(base, "/api/health") == 200
-            assert time.perf_counter() - start < PROMPT_S
+            assert time.perf_counter() - start < HELD_S
             time.sleep(0.05)
     assert _status(base, "/api/search?q=a%20red%20square") == 200
 
