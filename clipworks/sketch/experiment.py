@@ -478,7 +478,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
               "| drawing | " + " | ".join(f"{role} judge" for role in control) + " |", "|---|" + "---|" * len(control)]
     for key in next(iter(control.values())):
         lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(_pct(c[key]) for c in control.values()) + " |")
-    lines += ["", "Figures: `sketches_saliency.png`, `sketches_random.png` (each sketch with both judges' answers), "
+    sheets = [f"`{name}`" for name in ("sketches_saliency.png", "sketches_random.png") if (out / name).is_file()]
+    lines += ["", f"Figures: {', '.join(sheets) or 'no sketch sheets'} (each sketch with both judges' answers), "
               "`steps/` (strips of intermediate steps), `svg/` (the 16-stroke sketches).", ""]
     path = out / "README.md"
     path.write_text("\n".join(lines))
