@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -265,3 +267,31 @@ def test_page_shows_posters_moments_and_plays_from_the_moment(served):
         assert page.eval_on_selector("#clip", "v => v.currentTime") == pytest.approx(expected[event_id]["moment"]["seconds"], abs=0.15)
         assert page.eval_on_selector("#clip", "v => v.currentTime") >= 1.0
         browser.close()
+
+
+def test_clipworks_serve_detects_a_video_store(served, tmp_path):
+    """The command itself: `clipworks serve --store VSTORE` opens it with its video model, says it serves videos,
+    and answers with moments and posters (the store records `video:MODEL` as its model)."""
+    code = "import sys; from clipworks.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
+    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--store", str(served["store"]), "--port", "0",
+                             "--device", "cpu"], stdout=open(out, "w"), stderr=open(err, "w"), env=env)
+    try:
+        for _ in range(1800):  # a loaded 2-core machine can take a minute to import and load the model
+            url = next((w for w in out.read_text().split() if w.startswith("http://")), None)
+            if url:
+                break
+            assert proc.poll() is None, err.read_text()
+            time.sleep(0.1)
+        assert url and "(12 videos)" in out.read_text()
+        stats = json.loads(_get(url + "api/stats")[1])
+        assert stats["kind"] == "videos" and stats["model"] == "video:default"
+        results = _search(url.rstrip("/"), "a shape", k=3)
+        assert len(results) == 3 and all(r["moment"] and r["thumb"] for r in results)
+        first = next(r for r in results if Path(r["path"]).name not in ("broken.mp4", "escape.mp4"))
+        status, body, _ = _get(url + first["thumb"].lstrip("/"))
+        assert status == 200 and Image.open(io.BytesIO(body)).size == (64, 64)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
