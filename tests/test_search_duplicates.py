@@ -19,7 +19,6 @@ from PIL import Image
 import clipworks
 from clipworks.cli.main import main
 from clipworks.data.world import WorldDataset
-from clipworks.errors import InputFileError
 from clipworks.search.duplicates import (DETAIL_CORRELATION, LAYOUT_CORRELATION, LAYOUT_FILE, find_duplicates,
                                          layout_correlation, layout_of)
 from clipworks.search.indexer import index

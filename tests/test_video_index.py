@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import clipworks.video.index as video_index
-from clipworks.search.store import STORE_FILE, indexing_lock
-from clipworks.video.decode import write_video
+from clipworks.search.store import STORE_FILE, Store, indexing_lock
+from clipworks.video.decode import read_video, write_video
 from clipworks.video.index import index_videos
-from clipworks.video.model import video_model
+from clipworks.video.model import preprocess_frames, video_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,6 +96,55 @@ def test_a_re_index_reads_no_unchanged_video_and_hashes_only_what_changed(tmp_pa
     assert all(after[str(p)] == before[str(p)] for p in (videos[0], videos[2], videos[3]))
     videos[0].unlink()
     assert _counts(_index(tmp_path / "v", store_dir, net)) == (0, 0, 3, 0, 1)
+
+
+def _moments(store_dir: Path) -> dict[str, list[tuple[int, float | None]]]:
+    """path -> [(frame, seconds)] of its moments, in frame order."""
+    with sqlite3.connect(store_dir / STORE_FILE) as db:
+        out: dict[str, list] = {}
+        for path, frame, seconds in db.execute("SELECT path, frame, seconds FROM moments JOIN items ON items.id = item_id"
+                                               " ORDER BY path, frame"):
+            out.setdefault(path, []).append((frame, seconds))
+        return out
+
+
+def test_each_video_keeps_its_frames_moments_and_a_store_from_before_them_gets_them_on_re_index(tmp_path, net):
+    videos = _library(tmp_path / "v")
+    write_video(videos[2], np.concatenate([_clip(2), _clip(3)]), fps=4.0)  # 16 frames at 4 fps: 4 s
+    store_dir = tmp_path / "store"
+    _index(tmp_path / "v", store_dir, net)
+    moments = _moments(store_dir)
+    # the 8 sampled frames: each the centre of an equal segment, at its own time (8 fps, as write_video's default)
+    assert moments[str(videos[0])] == [(f, f / 8.0) for f in range(8)]
+    assert moments[str(videos[2])] == [(f, f / 4.0) for f in range(1, 16, 2)]
+    assert moments[str(videos[3])] == [(f, None) for f in range(8)]  # a frame folder has no frame rate
+    store = Store(store_dir, create=False)
+    ids = {it.path: it.id for it in store.items(store.vectors()[0])}
+    got = store.moments(list(ids.values()))
+    store.close()
+    size = net.clip.config.vision.image_size
+    for path in videos:  # each sampled frame's own embedding from the model, unit length
+        video = read_video(path, 8, size=(size, size))
+        with torch.no_grad():
+            frames = net.encode_frames(preprocess_frames(net, video.frames[None]))[0][torch.from_numpy(video.mask)]
+        assert np.allclose(got[ids[str(path)]].embeddings, F.normalize(frames, dim=-1).numpy(), atol=1e-5)
+    # a store from before moments: read-only, it serves without them; indexed again, every video gets them
+    with sqlite3.connect(store_dir / STORE_FILE) as db:
+        db.execute("DROP TABLE moments")
+    assert Store(store_dir, create=False).moments(list(ids.values())) == {}
+    before = _rows(store_dir)
+    r = _index(tmp_path / "v", store_dir, net)
+    assert _counts(r) == (0, 4, 0, 0, 0) and _moments(store_dir) == moments
+    assert _rows(store_dir) == before  # the same embeddings, computed again
+    assert _counts(_index(tmp_path / "v", store_dir, net)) == (0, 0, 4, 0, 0)
+    # a changed video's moments are replaced, a removed one's go with it
+    write_video(videos[0], _clip(5)[:4])
+    videos[1].unlink()
+    assert _counts(_index(tmp_path / "v", store_dir, net)) == (0, 1, 2, 0, 1)
+    after = _moments(store_dir)
+    assert after[str(videos[0])] == [(f, f / 8.0) for f in range(4)] and str(videos[1]) not in after
+    with sqlite3.connect(store_dir / STORE_FILE) as db:
+        assert db.execute("SELECT COUNT(*) FROM moments").fetchone()[0] == 4 + 8 + 8
 
 
 def test_a_touched_video_or_frame_folder_is_hashed_but_not_embedded_again(tmp_path, net, hashed):

@@ -120,10 +120,13 @@ def run_duplicates(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from clipworks.search.server import serve
+    from clipworks.video.index import is_video_store, video_engine
 
     # A quick check before the store and the model load; serve() itself binds before it says "serving on".
     free_port(args.host, args.port)
-    serve(_engine(args), host=args.host, port=args.port, allow_hosts=args.allow_host)
+    # a video store (made by `clipworks video index`) is served the same way, by its video model, with posters
+    engine = video_engine(args.store, device=args.device) if is_video_store(args.store) else _engine(args)
+    serve(engine, host=args.host, port=args.port, allow_hosts=args.allow_host)
     return 0
 
 

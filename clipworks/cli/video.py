@@ -176,7 +176,9 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
     for hit in hits if not args.json else ():
-        print(f"{hit.score:.3f}  {hit.item.path}" + (f"  ({hit.item.caption})" if hit.item.caption else ""))
+        at = hit.moment and (f"  best at {hit.moment.seconds:.1f} s" if hit.moment.seconds is not None
+                             else f"  best at frame {hit.moment.frame}")
+        print(f"{hit.score:.3f}  {hit.item.path}" + (at or "") + (f"  ({hit.item.caption})" if hit.item.caption else ""))
     return 0
 
 

@@ -22,7 +22,7 @@ from clipworks.evaluation.features import embed_images, embed_texts
 from clipworks.io import atomic_write
 from clipworks.search.ann import DEFAULT_RECALL, VectorIndex, read_index_meta
 from clipworks.search.query import QueryError, combine, parse_query
-from clipworks.search.store import Item, Store, read_item_bytes
+from clipworks.search.store import Item, Moments, Store, read_item_bytes
 
 INDEX_PREFIX = "index"  # <store>/index.faiss, index.json, index.ids.npy: a cache of the store's vectors
 RECALL_META = "ann_recall"  # store meta key: the recall@10 target the index is tuned to
@@ -94,13 +94,36 @@ class Filters:
 
 
 @dataclass
+class Moment:
+    """Where in a video a query matches best: the sampled frame whose own embedding is nearest to it."""
+
+    frame: int  # its number in the source
+    seconds: float | None  # its time (None: a folder of frames without a frame rate)
+    score: float  # cosine of the frame's embedding and the query
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frame": self.frame, "seconds": None if self.seconds is None else round(self.seconds, 3),
+                "score": round(self.score, 6)}
+
+
+def best_moment(moments: Moments, query: np.ndarray) -> Moment:
+    """The moment of `moments` (an item's frames) whose embedding best matches the unit vector `query`."""
+    scores = moments.embeddings @ np.asarray(query, dtype=np.float32).reshape(-1)
+    best = int(np.argmax(scores))
+    seconds = float(moments.seconds[best])
+    return Moment(int(moments.frames[best]), None if np.isnan(seconds) else seconds, float(scores[best]))
+
+
+@dataclass
 class Hit:
     item: Item
     score: float
     duplicates: int = 0  # near-duplicates collapsed into this hit
+    moment: Moment | None = None  # a video's best-matching moment (None: an image, or no moments recorded)
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": round(self.score, 6), "duplicates": self.duplicates, **self.item.to_json()}
+        return {"score": round(self.score, 6), "duplicates": self.duplicates, **self.item.to_json(),
+                "moment": self.moment.to_json() if self.moment else None}
 
 
 @dataclass(frozen=True)
@@ -157,11 +180,15 @@ class SearchEngine:
     sees the store either before or after it, whole. Only rebuilding a snapshot is done by one thread at a time."""
 
     def __init__(self, store_dir: str | Path, device: str | None = None, model=None, preprocess=None, tokenizer=None,
-                 describer: Callable[[Any], str] | None = None, text_cache: int = TEXT_CACHE_SIZE) -> None:
+                 describer: Callable[[Any], str] | None = None, poster: Callable[[str], Any] | None = None,
+                 text_cache: int = TEXT_CACHE_SIZE) -> None:
         self.store = Store(store_dir, create=False)
         # describer(PIL image) -> caption, for `describe`: given by the caller (the CLI builds one from a
         # captioner), so that search needs no captioning code.
         self.describer = describer
+        # poster(path) -> PIL image standing for an item that is not an image (a video's frame), for thumbnails:
+        # given by the caller (the video application), so that search needs no video code; None: an image store.
+        self.poster = poster
         self._descriptions: dict[tuple[int, str], str] = {}
         model_name = self.store.get_meta("model")
         if model_name is None:
@@ -273,7 +300,7 @@ class SearchEngine:
     def search(self, query: np.ndarray, k: int = 10, min_score: float | None = None, filters: Filters | None = None,
                collapse: float | None = DUPLICATE_COSINE, exclude: set[int] | None = None, offset: int = 0) -> list[Hit]:
         """Top-k items by cosine similarity to `query`, best first; with `offset`, the k after the first `offset`
-        (a page: consecutive pages are consecutive slices of one ranking)."""
+        (a page: consecutive pages are consecutive slices of one ranking). A video's hit has its best moment."""
         query = np.asarray(query, dtype=np.float32).reshape(1, -1)
         dim = int(self.store.get_meta("dim") or 0)
         if query.shape[1] != dim:
@@ -289,7 +316,12 @@ class SearchEngine:
             while True:
                 hits, complete = self._rank(snapshot, query, fetch, allowed, depth, min_score, collapse, exclude)
                 if complete or fetch >= available:
-                    return hits[offset:]
+                    hits = hits[offset:]
+                    moments = self.store.moments([h.item.id for h in hits])
+                    for hit in hits:
+                        if hit.item.id in moments:
+                            hit.moment = best_moment(moments[hit.item.id], query)
+                    return hits
                 fetch = min(available, fetch * 4)  # near-duplicates or deleted items used up the candidates: look deeper
 
     def _rank(self, snapshot: Snapshot, query: np.ndarray, fetch: int, allowed: np.ndarray | None, depth: int,

@@ -6,6 +6,7 @@ prepare an entry's content for the model, and how to embed a batch. The bookkeep
 - an entry with the size and mtime recorded is not read; if only its sidecars changed, its caption and metadata
   are refreshed without embedding it again (so are the photo metadata of items from a store made before them);
 - a changed entry is hashed, and embedded again only if its content changed (a touched file is not);
+- a video recorded without moments (its frames' own embeddings; by a clipworks from before them) is embedded again;
 - a symlink to a file outside the indexed root is refused and listed as skipped;
 - a path is one item whichever root it was indexed from (a sub-folder, then its parent): it moves;
 - each batch is one transaction (see `store.py`), so a crash loses at most that batch; paths gone are removed;
@@ -56,8 +57,11 @@ class Media:
     walk: Callable[[str], Iterable[Entry]]  # a resolved root -> its entries, in a stable order
     prepare: Callable[[Entry, Any], tuple[Any, dict[str, Any]]]  # content -> (model input, columns such as width
     #                                                              and height); raises InputFileError to skip it
-    embed: Callable[[list[Any]], np.ndarray]  # model inputs -> L2-normalised embeddings [N, D]
+    embed: Callable[[list[Any]], np.ndarray | tuple[np.ndarray, list[dict[str, Any]]]]  # model inputs ->
+    #        L2-normalised embeddings [N, D], or those and each item's further row fields (a video's `moments`)
     batch: int  # entries embedded (and committed) together
+    moments: bool = False  # its items have moments (store.Moments); one recorded without (an older store) is
+    #                        embedded again
 
 
 @dataclass
@@ -152,7 +156,7 @@ def _metadata(entry: Entry) -> dict[str, Any]:
 def _sync_root(root: str, store: Store, media: Media, world, report: IndexReport, bar) -> None:
     import torch.distributed as dist
 
-    known = store.known(root)
+    known = store.known(root, moments=media.moments)
     seen: set[str] = set()
     pending: list[tuple[Entry, str, dict[str, Any], Any]] = []  # (entry, sha256, columns, model input)
     skipped: list[dict[str, Any]] = []
@@ -164,10 +168,11 @@ def _sync_root(root: str, store: Store, media: Media, world, report: IndexReport
     def flush() -> None:
         rows = []
         if pending:
-            embeddings = media.embed([x for *_, x in pending])
-            for (entry, sha, columns, _), vec in zip(pending, embeddings):
+            embedded = media.embed([x for *_, x in pending])
+            embeddings, more = embedded if isinstance(embedded, tuple) else (embedded, [{}] * len(pending))
+            for (entry, sha, columns, _), vec, fields in zip(pending, embeddings, more):
                 rows.append({**_metadata(entry), "folder": entry.folder, "ext": entry.ext, "size": entry.size,
-                             "sha256": sha, **columns, "embedding": vec})
+                             "sha256": sha, **columns, **fields, "embedding": vec})
                 if entry.path in known:
                     report.updated += 1
                 else:
@@ -196,7 +201,8 @@ def _sync_root(root: str, store: Store, media: Media, world, report: IndexReport
         if position % world.world_size != world.rank:
             continue
         before = known.get(entry.path)
-        if before is not None and before.size == entry.size and before.mtime == entry.mtime:
+        stale = before is not None and not before.moments  # recorded before moments were: embed it again
+        if before is not None and before.size == entry.size and before.mtime == entry.mtime and not stale:
             if before.sha256 is None:
                 report.unchanged += 1
                 report.skipped.append((entry.path, "unchanged since it was skipped"))
@@ -210,7 +216,7 @@ def _sync_root(root: str, store: Store, media: Media, world, report: IndexReport
             except OSError as exc:
                 skip(entry, f"cannot read ({exc.strerror or exc})")
                 continue
-            if before is not None and before.sha256 == sha:
+            if before is not None and before.sha256 == sha and not stale:
                 keep(entry, before)  # same content, new timestamp
                 continue
             try:

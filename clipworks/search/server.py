@@ -1,8 +1,8 @@
 """`clipworks serve`: an HTTP API over a store (FastAPI; OpenAPI spec at /openapi.json) and a search page at /.
 
-Security model: the server hands out indexed images only (by id, or by the path an image was indexed under),
-streamed from inside the store's indexed roots; the real path (symlinks resolved) must lie under a root's real
-path, so `../`, absolute paths and symlinks that leave a root get 403. Requests must name an allowed Host
+Security model: the server hands out indexed images (a video store's videos) only, by id or by the path one was
+indexed under, streamed from inside the store's indexed roots; the real path (symlinks resolved) must lie under a
+root's real path, so `../`, absolute paths and symlinks that leave a root get 403. Requests must name an allowed Host
 (loopback names by default), so a web page the user visits cannot reach the server through DNS rebinding; bound
 to anything but loopback, every request also needs the token printed at start. Uploads are limited in bytes and
 pixels, and decoded and embedded in worker threads, a few at a time, so other requests stay prompt. Thumbnails
@@ -58,6 +58,10 @@ Filter = Annotated[str | None, Query(max_length=4096)]  # a filter's query param
 Modifier = Annotated[str | None, Query(max_length=1000, description='terms added to the image\'s query, e.g. + "at night"')]
 MEDIA_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
                "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff", "heic": "image/heic", "heif": "image/heif"}
+VIDEO_TYPES = {"mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "mkv": "video/x-matroska",
+               "webm": "video/webm", "avi": "video/x-msvideo", "mpg": "video/mpeg", "mpeg": "video/mpeg",
+               "ogv": "video/ogg", "gif": "image/gif"}  # a video store's files; a folder of frames has none
+MAX_UNREADABLE_LISTED = 20  # unreadable videos named in /api/stats (all are counted)
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -74,9 +78,12 @@ def _date(text: str | None, name: str) -> float | None:
         raise HTTPException(422, f"{name}: expected a date such as 2026-11-23, got {_short(text)!r}") from None
 
 
-def _links(item_id: int) -> dict[str, str]:
-    """The item's full image (converted for the browser when its format needs it) and its thumbnail."""
-    return {"url": f"/api/image/{item_id}", "thumb": f"/api/thumb/{item_id}"}
+def _links(item: Item, video: bool) -> dict[str, str | None]:
+    """The item's full image (converted for the browser when its format needs it), or its video file (None for a
+    folder of frames), and its thumbnail (a video's poster frame)."""
+    if not video:
+        return {"url": f"/api/image/{item.id}", "thumb": f"/api/thumb/{item.id}"}
+    return {"url": f"/api/video/{item.id}" if item.ext in VIDEO_TYPES else None, "thumb": f"/api/thumb/{item.id}"}
 
 
 def filters(folder: Filter = None, after: Filter = None, before: Filter = None, ext: Filter = None,
@@ -91,8 +98,16 @@ def filters(folder: Filter = None, after: Filter = None, before: Filter = None, 
 Filtered = Annotated[Filters, Depends(filters)]
 
 
-def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
-    return [{**h.to_json(), **_links(h.item.id)} for h in hits]
+def _hits(hits: list[Hit], video: bool) -> list[dict[str, Any]]:
+    """Hits as JSON with their links; a video's `play` starts it at its best moment (a #t= media fragment)."""
+    out = []
+    for h in hits:
+        record = {**h.to_json(), **_links(h.item, video)}
+        if video:
+            at = h.moment.seconds if h.moment else None
+            record["play"] = record["url"] and (record["url"] + (f"#t={at:.3f}" if at is not None else ""))
+        out.append(record)
+    return out
 
 
 def is_exposed(host: str) -> bool:
@@ -120,14 +135,15 @@ class _HeadAsGet:
         await self.app(scope, receive, send)
 
 
-def _stream_item(item: Item, roots: Sequence[str]) -> Response:
-    """An indexed image's bytes, streamed from its file or tar member (never read whole into memory)."""
+def _stream_item(item: Item, roots: Sequence[str], types: dict[str, str] = MEDIA_TYPES) -> Response:
+    """An indexed image's (or, with VIDEO_TYPES, video's) bytes, streamed from its file or tar member (never read
+    whole into memory); a file answers Range requests, so a video can start anywhere."""
     outer, _, member = item.path.partition("::")
     if not inside_roots(outer, roots):
         raise HTTPException(403, "outside the indexed folders")
-    media_type = MEDIA_TYPES.get(item.ext)
+    media_type = types.get(item.ext)
     if media_type is None:
-        raise HTTPException(404, "not an image")
+        raise HTTPException(404, "not a video" if types is VIDEO_TYPES else "not an image")
     headers = {"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"}
     if not member:
         if not os.path.isfile(outer):
@@ -153,10 +169,15 @@ def _stream_item(item: Item, roots: Sequence[str]) -> Response:
 def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
                allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, token: str | None = None) -> FastAPI:
     """The API and page for one opened store: only requests naming one of `allowed_hosts` (`*`: any) are
-    answered, and with a `token`, only those carrying it (header, `?token=` or the cookie that sets)."""
-    app = FastAPI(title="clipworks search", version="1", description="Search a clipworks image store by text or image.")
+    answered, and with a `token`, only those carrying it (header, `?token=` or the cookie that sets). A video
+    store (an engine with a `poster`) is served the same way: thumbnails are poster frames, a text query's hits
+    carry their best moment, and the videos are served at /api/video/{id}."""
+    app = FastAPI(title="clipworks search", version="1",
+                  description="Search a clipworks image store by text or image, or a video store by text.")
     uploads = asyncio.Semaphore(UPLOAD_WORKERS)
     copies = asyncio.Semaphore(THUMB_WORKERS)
+    video = engine.poster is not None
+    unreadable: dict[int, tuple[str, str]] = {}  # id -> (path, why): videos that no longer decode, seen so far
     # middleware added last runs first: Host check, then token, then the body limit
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=max_upload_bytes + 64 * 1024)  # + multipart framing
     if token:
@@ -199,7 +220,7 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         except InputFileError as exc:
             raise HTTPException(422, str(exc)) from None
         more = len(hits) == k and offset + k < total and offset + k <= MAX_OFFSET
-        return {"results": _hits(hits), "offset": offset, "total": total, "next": offset + k if more else None}
+        return {"results": _hits(hits, video), "offset": offset, "total": total, "next": offset + k if more else None}
 
     def found(item_id: int) -> Item:
         items = engine.store.items([item_id]) if 0 <= item_id <= MAX_ID else []
@@ -233,11 +254,14 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
             return duplicates_cache[key]
 
     def copy_of(item_id: int, side: int | None, make: bool) -> Path | bytes | None:
-        """An indexed image's JPEG copy (thumbnail, or full size): cached path, bytes, or None if not cached yet."""
+        """An indexed image's JPEG copy (thumbnail, or full size), or a video's poster frame: cached path, bytes,
+        or None if not cached yet. A video that no longer decodes gets the placeholder, and is counted."""
         item, roots = found(item_id), engine.store.roots()
         try:
             if make:
-                return thumbs.make_copy(engine.store.directory, item, roots, side, max_upload_pixels)
+                copy = thumbs.make_copy(engine.store.directory, item, roots, side, max_upload_pixels, engine.poster)
+                unreadable.pop(item_id, None)
+                return copy
             return thumbs.cached_copy(engine.store.directory, item, roots, side)
         except PermissionError:
             raise HTTPException(403, "outside the indexed folders") from None
@@ -246,7 +270,10 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         except ImageTooLargeError as exc:
             raise HTTPException(413, str(exc)) from None
         except InputFileError as exc:  # changed since indexing into something that does not decode
-            raise HTTPException(422, str(exc)) from None
+            if not video:
+                raise HTTPException(422, str(exc)) from None
+            unreadable[item_id] = (item.path, str(exc).removeprefix(item.path + ": "))
+            return thumbs.placeholder()
 
     async def browser_copy(item_id: int, side: int | None) -> Response:
         """The cached JPEG copy, made first (a few at a time, in worker threads) if need be."""
@@ -255,6 +282,9 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
             async with copies:
                 copy = await run_in_threadpool(copy_of, item_id, side, True)
         headers = {"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"}
+        if copy is thumbs.placeholder():  # the one placeholder object: not to be kept, the video may be mended
+            return Response(copy, media_type="image/jpeg", headers={**headers, "Cache-Control": "no-store",
+                                                                     "X-Clipworks-Placeholder": "unreadable video"})
         if isinstance(copy, bytes):  # a read-only store: made for this request only
             return Response(copy, media_type="image/jpeg", headers=headers)
         return FileResponse(copy, media_type="image/jpeg", headers=headers)
@@ -265,8 +295,12 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     @app.get("/api/stats")
     def stats() -> dict[str, Any]:
+        """The store's counts, model and index; `kind` (images or videos) and, for videos, those found unreadable
+        since the server started (their thumbnails are the placeholder)."""
+        listed = [{"id": i, "path": p, "reason": why} for i, (p, why) in list(unreadable.items())[:MAX_UNREADABLE_LISTED]]
         with engine.reading() as snapshot:
-            return {**engine.store.stats(), "index": snapshot.index.summary()}
+            return {**engine.store.stats(), "index": snapshot.index.summary(), "kind": "videos" if video else "images",
+                    **({"unreadable": len(unreadable), "unreadable_videos": listed} if video else {})}
 
     @app.get("/api/search")
     def search_text(f: Filtered, q: str = Query(..., min_length=1, max_length=1000),
@@ -283,6 +317,8 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
                            offset: int = Query(0, ge=0, le=MAX_OFFSET), min_score: float | None = None,
                            q: Modifier = None) -> dict[str, Any]:
         """Uploaded image -> similar images (multipart field `file`), modified by the terms in `q` if given."""
+        if video:
+            raise HTTPException(422, "a video store is searched by text (or by a video's \"more like this\")")
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
@@ -312,7 +348,7 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
         except InputFileError as exc:
             raise HTTPException(422, str(exc)) from None
         page = report.groups[offset:offset + limit]
-        groups = [{**g.to_json(), "items": [{**it.to_json(), **_links(it.id)} for it in g.items]} for g in page]
+        groups = [{**g.to_json(), "items": [{**it.to_json(), **_links(it, video)} for it in g.items]} for g in page]
         more = offset + limit < len(report.groups)
         return {"groups": groups, "offset": offset, "total": len(report.groups), "next": offset + limit if more else None,
                 "images": report.images, "threshold": report.threshold, "exact_only": report.exact_only,
@@ -321,7 +357,8 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     @app.get("/api/items/{item_id}")
     def item(item_id: int) -> dict[str, Any]:
-        return {**found(item_id).to_json(), **_links(item_id)}
+        found_item = found(item_id)
+        return {**found_item.to_json(), **_links(found_item, video)}
 
     @app.get("/api/describe/{item_id}")
     def describe(item_id: int) -> dict[str, Any]:
@@ -344,8 +381,14 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
     @app.get("/api/thumb/{item_id}")
     async def thumb(item_id: int) -> Response:
-        """An indexed image's thumbnail: a JPEG whose longest side is at most THUMB_SIDE pixels, made once."""
+        """An indexed image's thumbnail, or a video's poster frame: a JPEG whose longest side is at most
+        THUMB_SIDE pixels, made once."""
         return await browser_copy(item_id, thumbs.THUMB_SIDE)
+
+    @app.get("/api/video/{item_id}")
+    def video_file(item_id: int) -> Response:
+        """An indexed video's file, as it is (Range requests answered: `#t=SECONDS` plays it from there)."""
+        return _stream_item(found(item_id), engine.store.roots(), VIDEO_TYPES)
 
     @app.get("/api/file")
     def file(path: str = Query(..., min_length=1, max_length=4096)) -> Response:
@@ -362,8 +405,8 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
             raise HTTPException(403, "outside the indexed folders")
         indexed = engine.store.item_by_path(outer + sep + member)
         if indexed is None:
-            raise HTTPException(404, "not an indexed image")
-        return _stream_item(indexed, roots)
+            raise HTTPException(404, "not an indexed video" if video else "not an indexed image")
+        return _stream_item(indexed, roots, VIDEO_TYPES if video else MEDIA_TYPES)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -404,5 +447,6 @@ def serve(engine: SearchEngine, host: str = "127.0.0.1", port: int = 8000, allow
               "search and view the indexed images; put it behind a TLS reverse proxy to leave this machine",
               file=sys.stderr)
         url += f"?token={token}"
-    print(f"clipworks: serving {engine.store.directory} ({len(engine.store)} images) on {url}", flush=True)
+    kind = "videos" if engine.poster is not None else "images"
+    print(f"clipworks: serving {engine.store.directory} ({len(engine.store)} {kind}) on {url}", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -58,6 +58,13 @@ CREATE INDEX IF NOT EXISTS items_folder ON items(folder);
 CREATE INDEX IF NOT EXISTS items_mtime ON items(mtime);
 CREATE INDEX IF NOT EXISTS items_taken ON items(taken);
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, root TEXT NOT NULL, size INTEGER, mtime REAL, reason TEXT);
+CREATE TABLE IF NOT EXISTS moments (  -- a video's sampled frames: where in it each is, and its own embedding
+    item_id INTEGER NOT NULL,
+    frame INTEGER NOT NULL,         -- the frame's number in the source
+    seconds REAL,                   -- its time (NULL: no frame rate, a folder of frames)
+    embedding BLOB NOT NULL         -- float32, L2-normalised, in the items' space
+);
+CREATE INDEX IF NOT EXISTS moments_item ON moments(item_id);
 """
 # Columns added since the first schema, in order: a store made before one is migrated when opened for indexing
 # (ALTER TABLE ADD COLUMN, NULL in existing rows); the next `clipworks index` fills the photo metadata of
@@ -172,6 +179,15 @@ class Known(NamedTuple):
     root: str
     sidecars: str | None
     dated: bool = True  # False: indexed before photo metadata was read; the indexer reads it without embedding
+    moments: bool = True  # False: no moments recorded (asked for with `known(root, moments=True)`)
+
+
+class Moments(NamedTuple):
+    """An item's moments (a video's sampled frames), in time order."""
+
+    frames: np.ndarray  # int64 [T]: frame numbers in the source
+    seconds: np.ndarray  # float64 [T]: their times (NaN where the frame rate is unknown)
+    embeddings: np.ndarray  # float32 [T, D], L2-normalised
 
 
 def _locked(method):
@@ -217,6 +233,7 @@ class Store:
             try:
                 self._shared = None if self.readonly else self._open()
                 self._columns = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
+                self._has_moments = bool(self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'moments'").fetchone())
             except sqlite3.DatabaseError as exc:
                 raise self._error(exc) from None
         # a store from before a column was added, opened read-only (not migrated): the column reads as NULL
@@ -268,10 +285,18 @@ class Store:
             self._local.reading = depth + 1
             try:
                 yield
-            finally:
+            except BaseException:
                 self._local.reading = depth
                 if depth == 0 and self.db.in_transaction:
+                    with contextlib.suppress(sqlite3.DatabaseError):  # the block's own error is the one to report
+                        self.db.execute("ROLLBACK")
+                raise
+            self._local.reading = depth
+            if depth == 0 and self.db.in_transaction:
+                try:
                     self.db.execute("COMMIT")
+                except sqlite3.DatabaseError as exc:
+                    raise self._error(exc) from None
 
     def _open(self) -> sqlite3.Connection:
         db = self._connect()
@@ -371,7 +396,8 @@ class Store:
         """Insert or replace items (dicts with the item columns and `embedding`), record skipped files, delete
         removed paths and refresh the metadata of items whose content did not change (dicts with path and any of
         root, mtime, caption, extra, sidecars and the photo columns: the embedding stays), all in one transaction.
-        A row without a photo date is dated by its mtime (date_source "file")."""
+        A row without a photo date is dated by its mtime (date_source "file"); a row's `moments` (Moments, a
+        video's frames) replace the item's."""
         with self.db:
             for r in rows:
                 r = dated(r)
@@ -389,6 +415,8 @@ class Store:
                      r.get("height"), r.get("caption"), json.dumps(r["extra"]) if r.get("extra") else None, emb.tobytes(),
                      r.get("sidecars"), r["taken"], r["date_source"], r.get("camera"), int(bool(r.get("gps")))))
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (r["path"],))
+                if "moments" in r:  # a video's; image rows never have any
+                    self._put_moments(r["path"], r["moments"])
             for r in refreshed:  # only the columns given: what came from decoding the content stays too
                 r = dated(r)
                 columns = {c: r[c] for c in ("root", "mtime", "caption", "extra", "sidecars", *PHOTO_COLUMNS) if c in r}
@@ -399,23 +427,39 @@ class Store:
             for s in skipped:
                 self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?)",
                                 (s["path"], s["root"], s["size"], s["mtime"], s["reason"]))
+                self._put_moments(s["path"], None)
                 self.db.execute("DELETE FROM items WHERE path = ?", (s["path"],))
             for p in removed:
+                self._put_moments(p, None)
                 self.db.execute("DELETE FROM items WHERE path = ?", (p,))
                 self.db.execute("DELETE FROM skipped WHERE path = ?", (p,))
             self._bump()
 
+    def _put_moments(self, path: str, moments: Moments | None) -> None:
+        """Replace the moments of the item at `path` (None: remove them), inside put's transaction."""
+        self.db.execute("DELETE FROM moments WHERE item_id IN (SELECT id FROM items WHERE path = ?)", (path,))
+        if moments is None or not len(moments.frames):
+            return
+        (item_id,) = self.db.execute("SELECT id FROM items WHERE path = ?", (path,)).fetchone()
+        vectors = np.ascontiguousarray(moments.embeddings, dtype=np.float32)
+        self.db.executemany("INSERT INTO moments VALUES (?, ?, ?, ?)", [
+            (item_id, int(f), None if np.isnan(t) else float(t), v.tobytes())
+            for f, t, v in zip(moments.frames, np.asarray(moments.seconds, dtype=np.float64), vectors)])
+
     # ------------------------------------------------------------ reads
 
     @_locked
-    def known(self, root: str) -> dict[str, Known]:
+    def known(self, root: str, moments: bool = False) -> dict[str, Known]:
         """What is recorded from `root` or lies inside it (indexed from another root: a sub-folder, a parent,
-        the tar itself), by path: a path is one item whichever root it was indexed from."""
+        the tar itself), by path: a path is one item whichever root it was indexed from. With `moments`, whether
+        each item has moments recorded (else they read as recorded)."""
         base = root.rstrip("/")
         under = "root = ? OR (path > ? AND path < ?) OR (path > ? AND path < ?)"  # '0' and ';' follow '/' and ':'
         args = (root, base + "/", base + "0", base + "::", base + ":;")
+        has = "EXISTS (SELECT 1 FROM moments WHERE item_id = items.id)" if moments else "1"
         out = {r[0]: Known(*r[1:]) for r in self.db.execute(
-            f"SELECT path, size, mtime, sha256, root, sidecars, date_source IS NOT NULL FROM items WHERE {under}", args)}
+            f"SELECT path, size, mtime, sha256, root, sidecars, date_source IS NOT NULL, {has} FROM items WHERE {under}",
+            args)}
         out.update({r[0]: Known(*r[1:], None) for r in self.db.execute(
             f"SELECT path, size, mtime, NULL, root FROM skipped WHERE {under}", args)})
         return out
@@ -448,6 +492,25 @@ class Store:
             for row in self.db.execute(f"SELECT {self._item_select} FROM items WHERE id IN ({marks})", chunk):
                 rows[row[0]] = _item(row)
         return [rows[i] for i in ids if i in rows]
+
+    @_locked
+    def moments(self, ids: Sequence[int]) -> dict[int, Moments]:
+        """The moments of the items `ids` that have any (a store from before moments has none)."""
+        if not self._has_moments or not len(ids):
+            return {}
+        dim = int(self.get_meta("dim") or 0)
+        rows: dict[int, list[tuple[int, float | None, bytes]]] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for item_id, frame, seconds, blob in self.db.execute(
+                    f"SELECT item_id, frame, seconds, embedding FROM moments WHERE item_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY item_id, frame", chunk):
+                rows.setdefault(item_id, []).append((frame, seconds, blob))
+        return {i: Moments(np.asarray([f for f, _, _ in r], dtype=np.int64),
+                           np.asarray([np.nan if t is None else t for _, t, _ in r], dtype=np.float64),
+                           np.frombuffer(b"".join(b for *_, b in r), dtype=np.float32).reshape(len(r), dim))
+                for i, r in rows.items()}
 
     @_locked
     def item_by_path(self, path: str) -> Item | None:

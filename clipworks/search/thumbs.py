@@ -1,5 +1,6 @@
 """Browser-ready copies of indexed images: small JPEG thumbnails for a results grid, and full-size JPEGs of the
-formats browsers cannot show (TIFF), made on first request and cached in the store's `thumbs/` folder.
+formats browsers cannot show (TIFF), made on first request and cached in the store's `thumbs/` folder. A video
+store's thumbnails are its videos' poster frames, made and cached the same way.
 
 Made when first asked for, not at index time: indexing stays one embedding pass, only the images someone looks
 at cost a thumbnail, and a cached copy is keyed by the source file as it is now (path, size, mtime), so a file
@@ -11,15 +12,21 @@ on every request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipworks.io import atomic_write
 from clipworks.search.store import GONE, Item, inside_roots
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 THUMB_SIDE = 256  # longest side of a thumbnail, in pixels
 THUMB_QUALITY = 85
@@ -50,8 +57,10 @@ def cache_path(store_dir: str | Path, item: Item, roots: list[str], side: int | 
     return Path(store_dir) / THUMBS_DIR / str(item.id // 1000) / f"{item.id}.{variant}.{key}.jpg"
 
 
-def render(item: Item, roots: list[str], side: int | None, max_pixels: int) -> bytes:
-    """A JPEG (RGB, EXIF orientation applied) of an indexed image, its longest side at most `side` (None: full size).
+def render(item: Item, roots: list[str], side: int | None, max_pixels: int,
+           poster: Callable[[str], Image.Image] | None = None) -> bytes:
+    """A JPEG (RGB, EXIF orientation applied) of an indexed image, its longest side at most `side` (None: full size);
+    with `poster` (an item that is not an image: a video), of the still `poster(path)` gives.
 
     Raises PermissionError outside `roots`, FileNotFoundError for a source gone since indexing, and
     InputFileError for one that no longer decodes (ImageTooLargeError: over `max_pixels`)."""
@@ -62,8 +71,12 @@ def render(item: Item, roots: list[str], side: int | None, max_pixels: int) -> b
     outer, _, member = item.path.partition("::")
     if not inside_roots(outer, roots):
         raise PermissionError(f"{item.path}: outside the indexed folders")
+    if poster is not None and not os.path.exists(outer):
+        raise FileNotFoundError(f"{item.path}: {GONE}")
     try:
-        if member:
+        if poster is not None:
+            image = poster(outer).convert("RGB")
+        elif member:
             with tarfile.open(outer) as tar:
                 info = tar.getmember(member)
                 if not info.isfile():  # a link member could point anywhere
@@ -80,20 +93,31 @@ def render(item: Item, roots: list[str], side: int | None, max_pixels: int) -> b
     return out.getvalue()
 
 
+@functools.cache
+def placeholder() -> bytes:
+    """The thumbnail of a video that no longer decodes: a plain grey JPEG (one object, made once)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), (200, 200, 200)).save(out, format="JPEG", quality=THUMB_QUALITY)
+    return out.getvalue()
+
+
 def cached_copy(store_dir: str | Path, item: Item, roots: list[str], side: int | None) -> Path | None:
     """The cached copy's path if it is there and current, else None."""
     path = cache_path(store_dir, item, roots, side)
     return path if path.is_file() else None
 
 
-def make_copy(store_dir: str | Path, item: Item, roots: list[str], side: int | None, max_pixels: int) -> Path | bytes:
+def make_copy(store_dir: str | Path, item: Item, roots: list[str], side: int | None, max_pixels: int,
+              poster: Callable[[str], Image.Image] | None = None) -> Path | bytes:
     """Make the copy (once, however many ask at the same time) and cache it: its path, or its bytes when the
-    store's folder is read-only. Older copies of the same item and size are removed."""
+    store's folder is read-only. Older copies of the same item and size are removed. `poster`: see `render`."""
     path = cache_path(store_dir, item, roots, side)
     with _LOCKS[hash(path.name) % len(_LOCKS)]:
         if path.is_file():  # made while this request waited
             return path
-        data = render(item, roots, side, max_pixels)
+        data = render(item, roots, side, max_pixels, poster)
         if not os.access(store_dir, os.W_OK):
             return data
         try:

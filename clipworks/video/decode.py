@@ -8,11 +8,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clipworks.cache import cached
 from clipworks.errors import InputFileError, require_extra
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".gif")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -30,6 +34,11 @@ class Video:
     path: str
     source_frames: int  # frames in the file (or images in the folder)
     fps: float | None
+    indices: np.ndarray | None = None  # int64: each real frame's number in the source
+
+    def seconds(self) -> np.ndarray:
+        """Each real frame's time in the source (NaN where the frame rate is unknown: a folder without one)."""
+        return np.asarray(self.indices, dtype=np.float64) / self.fps if self.fps else np.full(len(self.indices), np.nan)
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -102,7 +111,7 @@ def _read_folder(path: Path, num_frames: int | None, fps: float | None, folder_f
         raise InputFileError(f"{path}: a frame folder has no frame rate; pass folder_fps to sample at {fps} fps") from None
     frames = [np.asarray(decode_image(files[i], str(files[i]))) for i in keep]
     padded, mask = _stack(frames, num_frames, str(path), size)
-    return Video(padded, mask, str(path), len(files), folder_fps)
+    return Video(padded, mask, str(path), len(files), folder_fps, np.asarray(keep, dtype=np.int64))
 
 
 def _read_file(path: Path, num_frames: int | None, fps: float | None, size: tuple[int, int] | None) -> Video:
@@ -143,7 +152,7 @@ def _read_file(path: Path, num_frames: int | None, fps: float | None, size: tupl
     if len(frames) < len(keep):
         raise InputFileError(f"{name}: corrupt: {len(frames)} of the {len(keep)} sampled frames decode")
     padded, mask = _stack(frames, num_frames, name, size)
-    return Video(padded, mask, name, total, source_fps)
+    return Video(padded, mask, name, total, source_fps, np.asarray(sorted(keep), dtype=np.int64))
 
 
 def read_video(path: str | os.PathLike, num_frames: int | None = 8, fps: float | None = None,
@@ -157,13 +166,22 @@ def read_video(path: str | os.PathLike, num_frames: int | None = 8, fps: float |
         raise InputFileError(f"{p}: no such file or folder")
     def decode() -> dict:
         video = _read_folder(p, num_frames, fps, folder_fps, size) if p.is_dir() else _read_file(p, num_frames, fps, size)
-        return {"frames": video.frames, "mask": video.mask, "source_frames": video.source_frames, "fps": video.fps}
+        return {"frames": video.frames, "mask": video.mask, "source_frames": video.source_frames, "fps": video.fps,
+                "indices": video.indices}
 
     stat = p.stat()
     key = {"path": str(p.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "num_frames": num_frames,
-           "fps": fps, "size": size, "folder_fps": folder_fps}
+           "fps": fps, "size": size, "folder_fps": folder_fps, "recipe": 2}  # 2: with the frames' indices
     z = cached(cache_dir, "frames", key, decode)
-    return Video(z["frames"], z["mask"], str(p), int(z["source_frames"]), z["fps"])
+    return Video(z["frames"], z["mask"], str(p), int(z["source_frames"]), z["fps"], z["indices"])
+
+
+def poster_frame(path: str | os.PathLike) -> Image.Image:
+    """A still for a video's thumbnail: its middle frame (the first is often black or a fade-in), as a PIL image.
+    Raises InputFileError, naming the file, for one that does not decode."""
+    from PIL import Image
+
+    return Image.fromarray(read_video(path, num_frames=1).frames[0])
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -> Path:

@@ -2,7 +2,8 @@
 item whose embedding is its video embedding (meanP over sampled frames for a plain CLIP model, or a trained
 video model's). The walk and the embedding of videos; re-runs embed only new or changed videos, as image
 indexing does (`search/incremental.py`); unreadable ones are skipped and listed. A video's caption is the first
-line of its same-name .txt (`video.data.caption_file`)."""
+line of its same-name .txt (`video.data.caption_file`). Each video's sampled frames are kept too, with their
+times and own embeddings (the store's moments): a query's best-matching moment is the frame that matches it best."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from clipworks.errors import ConfigError, InputFileError
 from clipworks.search.incremental import Entry, IndexReport, Media, file_sha256, sidecar_stamp, sync
-from clipworks.search.store import Store
+from clipworks.search.store import Moments, Store
 from clipworks.video.data import caption_file, captions_of, list_videos
 from clipworks.video.decode import read_video
 
@@ -54,28 +56,47 @@ def index_videos(roots: Sequence[str | Path], store_dir: str | Path, model: str 
         return video, {"width": int(video.frames.shape[2]), "height": int(video.frames.shape[1]),
                        "extra": {"frames": video.source_frames, "fps": video.fps}}
 
-    def embed(videos: list[Any]) -> np.ndarray:
+    def embed(videos: list[Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         frames = np.stack([v.frames for v in videos])
         mask = torch.from_numpy(np.stack([v.mask for v in videos]))
         with torch.no_grad():
             feats = net.encode_frames(preprocess_frames(net, frames))
-            return net.encode_video(feats, mask.to(feats.device)).float().cpu().numpy()
+            pooled = net.encode_video(feats, mask.to(feats.device)).float().cpu().numpy()
+        # each frame's own embedding, computed on the way to the pooled one: the video's moments, for free
+        per_frame = F.normalize(feats.float(), dim=-1).cpu().numpy()
+        return pooled, [{"moments": Moments(v.indices, v.seconds(), per_frame[b, v.mask])} for b, v in enumerate(videos)]
 
-    return sync(roots, store_dir, Media("videos", walk, prepare, embed, batch_size), MODEL_PREFIX + model,
-                net.clip.config.embed_dim, progress=progress)
+    return sync(roots, store_dir, Media("videos", walk, prepare, embed, batch_size, moments=True),
+                MODEL_PREFIX + model, net.clip.config.embed_dim, progress=progress)
+
+
+def is_video_store(store_dir: str | Path) -> bool:
+    """Whether the store in `store_dir` was made by `clipworks video index` (its model is recorded as video:NAME)."""
+    store = Store(store_dir, create=False)
+    try:
+        return (store.get_meta("model") or "").startswith(MODEL_PREFIX)
+    finally:
+        store.close()
+
+
+def video_engine(store_dir: str | Path, device: str | None = None, net=None):
+    """A video store opened for queries (a search `SearchEngine`): text is embedded by the store's video model
+    (`net`: that model, already loaded) and thumbnails are the videos' poster frames."""
+    from clipworks.model.factory import get_tokenizer
+    from clipworks.search.engine import SearchEngine
+    from clipworks.video.decode import poster_frame
+    from clipworks.video.model import video_model
+
+    if not is_video_store(store_dir):
+        raise InputFileError(f"{store_dir}: not a video store (made by `clipworks index`; use `clipworks search`)")
+    store = Store(store_dir, create=False)
+    bound = (store.get_meta("model") or "").removeprefix(MODEL_PREFIX)
+    store.close()
+    net = net if net is not None else video_model(bound, device=device)
+    return SearchEngine(store_dir, model=net, tokenizer=get_tokenizer(net.clip), poster=poster_frame)
 
 
 def search_videos(store_dir: str | Path, text: str, k: int = 10, device: str | None = None):
-    """The `k` videos of a video store best matching `text`, best first (search `Hit`s)."""
-    from clipworks.model.factory import get_tokenizer
-    from clipworks.search.engine import SearchEngine
-    from clipworks.video.model import video_model
-
-    store = Store(store_dir, create=False)
-    bound = store.get_meta("model") or ""
-    store.close()
-    if not bound.startswith(MODEL_PREFIX):
-        raise InputFileError(f"{store_dir}: not a video store (made by `clipworks index`; use `clipworks search`)")
-    net = video_model(bound.removeprefix(MODEL_PREFIX), device=device)
-    engine = SearchEngine(store_dir, model=net, tokenizer=get_tokenizer(net.clip))
+    """The `k` videos of a video store best matching `text`, best first (search `Hit`s, with the best moment)."""
+    engine = video_engine(store_dir, device=device)
     return engine.search(engine.embed_text(text), k=k, collapse=None)
