@@ -15,6 +15,8 @@ Prints figures only; it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -25,19 +27,38 @@ import numpy as np
 from clipworks.search.ann import DEFAULT_RECALL, VectorIndex
 
 K = 10
+CENTRES = 2000
+OFFSET, NOISE, MEAN, GROUPS, SPREAD = 0.08, 0.004, 0.47, 20, 0.47  # calibrated (ann_calibration.py): see above
 
 
-def clip_like(n: int, centres: np.ndarray, basis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """n vectors: a random centre + an offset in the shared subspace + isotropic noise, L2-normalised."""
-    scales = (0.35 * np.exp(-np.arange(len(basis)) / 20)).astype(np.float32)
+def clip_like(n: int, centres: np.ndarray, basis: np.ndarray, rng: np.random.Generator, offset: float = OFFSET,
+              noise: float = NOISE, mean: float = MEAN) -> np.ndarray:
+    """n vectors: mean * a direction all share + a random centre + an offset in the shared subspace (scales
+    offset * e^(-i/20)) + isotropic noise, L2-normalised. basis[0] is the shared direction, basis[1:] the subspace."""
+    scales = (offset * np.exp(-np.arange(len(basis) - 1) / 20)).astype(np.float32)
     out = np.empty((n, centres.shape[1]), np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        x = centres[rng.integers(0, len(centres), m)]
-        x += (rng.standard_normal((m, len(basis)), dtype=np.float32) * scales) @ basis
-        x += 0.015 * rng.standard_normal(x.shape, dtype=np.float32)
+        x = centres[rng.integers(0, len(centres), m)] + mean * basis[0]
+        x += (rng.standard_normal((m, len(basis) - 1), dtype=np.float32) * scales) @ basis[1:]
+        x += noise * rng.standard_normal(x.shape, dtype=np.float32)
         out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
+
+
+def generator(dim: int = 512, seed: int = 0, groups: int = GROUPS, spread: float = SPREAD, **params: float):
+    """A function n -> n CLIP-like vectors, all draws from one process: 2,000 centres on the sphere, each
+    a random one of `groups` group directions plus `spread` * a random unit vector (so the nearest clusters
+    are nearer than random ones, as related photos are), normalised; one shared subspace and direction."""
+    rng = np.random.default_rng(seed)
+    heads = rng.standard_normal((groups, dim), dtype=np.float32)
+    heads /= np.linalg.norm(heads, axis=1, keepdims=True)
+    centres = rng.standard_normal((CENTRES, dim), dtype=np.float32)
+    centres *= spread / np.linalg.norm(centres, axis=1, keepdims=True)
+    centres += heads[rng.integers(0, groups, CENTRES)]
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    basis = np.linalg.qr(rng.standard_normal((dim, 65)))[0].T.astype(np.float32)
+    return lambda n: clip_like(n, centres, basis, rng, **params)
 
 
 def single_query_ms(index: VectorIndex, queries: np.ndarray) -> tuple[float, float]:
@@ -57,6 +78,11 @@ def single_query_ms(index: VectorIndex, queries: np.ndarray) -> tuple[float, flo
 
 def recall(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(g, w)) / len(w) for g, w in zip(got, want)]))
+
+
+def rss_gib() -> float:
+    """Peak resident memory of this process so far (the whole run, not one size)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def saved_mib(index: VectorIndex) -> float:
@@ -81,14 +107,12 @@ def main() -> None:
     print(f"dim {args.dim}, {args.queries} queries, k {K}, target recall {args.recall}, faiss {faiss.__version__}, "
           f"build threads {args.threads}, search 1 thread", flush=True)
     print(f"{'N':>9}  {'index':<26}{'params':<26}{'build s':>8}{'MiB':>7}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'tuned R@10':>11}{'R@10':>7}", flush=True)
+          f"{'tuned R@10':>11}{'R@10':>7}{'RSS GiB':>8}  load avg", flush=True)
     for n in [int(s) for s in args.sizes.split(",")]:
-        rng = np.random.default_rng(args.seed)
-        centres = rng.standard_normal((2000, args.dim), dtype=np.float32)
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        basis = np.linalg.qr(rng.standard_normal((args.dim, 64)))[0].T.astype(np.float32)
-        vectors = clip_like(n, centres, basis, rng)
-        queries = clip_like(args.queries, centres, basis, rng)
+        draw = generator(args.dim, args.seed)
+        vectors = draw(n)
+        queries = draw(args.queries)
+        print(f"  {n} vectors drawn; exact ground truth...", flush=True)
         ids = np.arange(n, dtype=np.int64)
         _, truth = faiss.knn(queries, vectors, K, metric=faiss.METRIC_INNER_PRODUCT)
         for kind in args.kinds.split(","):
@@ -99,7 +123,8 @@ def main() -> None:
             p50, p99 = single_query_ms(index, queries)
             t = index.tuning
             print(f"{n:>9}  {t.index:<26}{str(t.params):<26}{build:>8.1f}{saved_mib(index):>7.0f}{p50:>8.3f}"
-                  f"{p99:>8.3f}{t.recall_at_10:>11.3f}{recall(got, truth):>7.3f}", flush=True)
+                  f"{p99:>8.3f}{t.recall_at_10:>11.3f}{recall(got, truth):>7.3f}{rss_gib():>8.1f}  "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
             del index
         del vectors
 
