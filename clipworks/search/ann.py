@@ -7,8 +7,10 @@ autofaiss does: a sample of the collection's own vectors is searched exactly (br
 and with the index at each setting, and the fastest setting whose recall meets the target is kept.
 On CLIP-like 300k x 512 vectors (2,000 clusters) the former default, HNSW M 32 / efSearch 64, found
 62% of the true top-10; IVF-PQ fast-scan with exact re-ranking reached 95.7% at under half its latency
-(research/round2/performance.md). Where IVF cannot partition the data, the tuner ends at nprobe = nlist
-(an exact scan) rather than returning a low recall silently; the sweep is kept in the index's JSON.
+(research/round2/performance.md). Where IVF cannot partition the data, the IVF-Flat tuner ends at nprobe
+= nlist (an exact scan) rather than returning a low recall silently; the sweep is kept in the index's JSON.
+On data calibrated against the default model's embeddings (benchmarks/ann_latency.py), 1M x 512 needed
+nprobe 2 of 4,096 lists with x64 re-ranking for 0.95.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def tune(index: faiss.Index, kind: str, vectors: np.ndarray, target: float, samp
                     break
             break
         best_recall, stale = max(best_recall, recall), (stale + 1 if recall <= best_recall else 0)
-        if stale == PLATEAU_STEPS:
+        if stale == PLATEAU_STEPS and kind != "ivf-flat":
             break  # more lists no longer help (the codes or the graph limit recall): stop paying for them
     meeting = [s for s in sweep if s["recall_at_10"] >= target]
     best = min(meeting, key=lambda s: s["seconds"]) if meeting else max(sweep, key=lambda s: s["recall_at_10"])
