@@ -126,7 +126,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
     print(f"dim {args.dim}, {args.queries} queries, k {K}, target recall {args.recall}, faiss {faiss.__version__}, "
           f"build threads {args.threads}, search 1 thread", flush=True)
-    print(f"{'N':>9}  {'index':<26}{'params':<26}{'build s':>8}{'MiB':>7}{'p50 ms':>8}{'p99 ms':>8}"
+    print(f"{'N':>9}  {'index':<32}{'params':<26}{'build s':>8}{'MiB':>7}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'tuned R@10':>11}{'R@10':>7}{'RSS GiB':>8}  load avg", flush=True)
     for n in [int(s) for s in args.sizes.split(",")]:
         draw = generator(args.dim, args.seed)
@@ -142,7 +142,7 @@ def main() -> None:
             _, got = index.search(queries, K)
             p50, p99 = single_query_ms(index, queries)
             t = index.tuning
-            print(f"{n:>9}  {t.index:<26}{str(t.params):<26}{build:>8.1f}{saved_mib(index):>7.0f}{p50:>8.3f}"
+            print(f"{n:>9}  {t.index:<32}{str(t.params):<26}{build:>8.1f}{saved_mib(index):>7.0f}{p50:>8.3f}"
                   f"{p99:>8.3f}{t.recall_at_10:>11.3f}{recall(got, truth):>7.3f}{rss_gib():>8.1f}  "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
             del index

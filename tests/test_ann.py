@@ -116,7 +116,7 @@ def test_choose_kind():
     flat = n * dim * 4
     assert choose_kind(n, dim, memory_budget_bytes=10 * flat) == "ivf-pq"
     assert choose_kind(n, dim, memory_budget_bytes=flat) == "exact"  # codes and lists do not fit beside the floats
-    assert ann.factory_string("ivf-pq", n, dim) == "IVF4096,PQ64x4fs,RFlat"
+    assert ann.factory_string("ivf-pq", n, dim) == "IVF4096_HNSW32,PQ64x4fs,RFlat"
     assert ann.nlist_for(300_000) == 2048 and ann.nlist_for(5000) == 128  # >= 39 training points per list
 
 
