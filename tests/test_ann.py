@@ -259,10 +259,9 @@ def calibrated():
 
 def test_choose_kind_boundaries_are_inclusive():
     assert choose_kind(IVF_FLAT_MAX, 512) == "ivf-flat" and choose_kind(IVF_FLAT_MAX + 1, 512) == "ivf-pq"
-    assert choose_kind(EXACT_MAX + 1, 512, memory_budget_bytes=ann.estimated_bytes("ivf-flat", EXACT_MAX + 1, 512)) \
-        == "ivf-flat"  # a budget exactly the estimate fits
-    assert choose_kind(EXACT_MAX + 1, 512, memory_budget_bytes=ann.estimated_bytes("ivf-flat", EXACT_MAX + 1, 512) - 1) \
-        == "exact"
+    fits = ann.estimated_bytes("ivf-flat", EXACT_MAX + 1, 512)
+    assert choose_kind(EXACT_MAX + 1, 512, memory_budget_bytes=fits) == "ivf-flat"  # a budget of exactly the estimate
+    assert choose_kind(EXACT_MAX + 1, 512, memory_budget_bytes=fits - 1) == "exact"
 
 
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-pq"])

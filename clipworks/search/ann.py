@@ -86,7 +86,8 @@ def choose_kind(n_vectors: int, dim: int, memory_budget_bytes: int | None = None
 def factory_string(kind: str, n_vectors: int, dim: int) -> str:
     """The faiss index_factory string for this kind and size."""
     nlist = nlist_for(n_vectors)
-    strings = {"exact": "Flat", "ivf-flat": f"IVF{nlist},Flat", "ivf-pq": f"IVF{nlist}_HNSW{HNSW_M},PQ{dim // 8}x4fs,RFlat",
+    strings = {"exact": "Flat", "ivf-flat": f"IVF{nlist},Flat",
+               "ivf-pq": f"IVF{nlist}_HNSW{HNSW_M},PQ{dim // 8}x4fs,RFlat",
                "hnsw": f"HNSW{HNSW_M},Flat"}
     if kind not in strings:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
