@@ -7,7 +7,7 @@ and 10th nearest neighbour and of random pairs (quartiles), and recall@10 of IVF
 engine picks it, spherical k-means) at nprobe 1 / 8 / 64, measured as the tuner measures it (1,000 rows
 of the collection as queries, their true top-10 among the others). The real rows are the reference.
 
-    python benchmarks/ann_calibration.py --world 12000 --crops 4000 --cache /tmp/real_embeddings.npy
+    python benchmarks/ann_calibration.py --world 44000 --crops 4000 --cache /tmp/real_embeddings.npy
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
     from ann_latency import generator  # noqa: PLC0415  (a sibling script: benchmarks/ is on sys.path)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=int, default=12_000, help="generated world images to embed")
+    parser.add_argument("--world", type=int, default=44_000, help="generated world images to embed")
     parser.add_argument("--crops", type=int, default=4_000, help="crops of scikit-image photos to embed")
     parser.add_argument("--cache", type=Path, help="embeddings .npy: read if it exists, else written")
     parser.add_argument("--dim", type=int, default=512, help="dimension of the synthetic vectors")
