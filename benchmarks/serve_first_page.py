@@ -8,6 +8,7 @@ does. "cold": the first time each page is shown (its thumbnails are made); "warm
 thumbnails come from the cache). Prints figures only; it asserts nothing about time.
 
     nice -n 19 python benchmarks/serve_first_page.py --n 100000 --queries 10
+    python benchmarks/serve_first_page.py --n 5000 --ahead      # thumbnails made ahead: every page is "cold" no more
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10, help=f"text queries (at most {len(QUERIES)})")
     parser.add_argument("--k", type=int, default=24, help="results in the first page (the page asks for 24)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ahead", action="store_true",
+                        help="make every thumbnail before serving, as `clipworks index --thumbs` does, and time it")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="serve-first-page-") as tmp:
@@ -153,6 +156,14 @@ def main() -> None:
         t0 = time.perf_counter()
         store = build_store(tmp, args.n, args.seed)
         print(f"store of {args.n} items built in {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.ahead:
+            from clipworks.search.thumbs import make_all
+
+            t0 = time.perf_counter()
+            report = make_all(store, progress=False)
+            seconds = time.perf_counter() - t0
+            print(f"ahead: {report.summary()} in {seconds:.1f} s ({report.made / seconds:.0f} thumbnails/s, "
+                  f"2 threads)", flush=True)
         t0 = time.perf_counter()
         proc, base = start_server(store, tmp / "serve.log")
         try:

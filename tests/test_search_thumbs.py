@@ -240,3 +240,34 @@ def test_paging_limits_are_validated(server):
         assert json.loads(body)["detail"][0]["loc"][0] == "query"  # FastAPI's validation answer, as for k
     assert _get(base + f"/api/search?q=star&offset={MAX_OFFSET}&k=5")[0] == 200
     assert _get(base + f"/api/similar/{server['ids']['000003.png']}?offset=-2")[0] == 422
+
+
+def test_index_thumbs_makes_every_thumbnail_ahead(tmp_path, capsys):
+    from clipworks.cli.main import main
+    from clipworks.search.store import Store
+    from clipworks.search.thumbs import MAX_PIXELS, cached_copy, make_all, render
+
+    folder = write_world(tmp_path / "world", size=10, seed=4, split="train")
+    Image.new("RGB", (640, 480), (200, 40, 40)).save(folder / "red.tif")  # a format browsers cannot show
+    store_dir = tmp_path / "store"
+    assert main(["index", str(folder), "--store", str(store_dir), "--thumbs"]) == 0
+    assert "thumbnails: made 11, current 0" in capsys.readouterr().out
+    store = Store(store_dir, create=False)
+    roots, items = store.roots(), store.items(store.filter_ids())
+    store.close()
+    assert len(items) == 11
+    for item in items:  # each cached thumbnail is exactly what the server would make, at most THUMB_SIDE
+        path = cached_copy(store_dir, item, roots, THUMB_SIDE)
+        assert path is not None and path.read_bytes() == render(item, roots, THUMB_SIDE, MAX_PIXELS)
+        with Image.open(path) as thumb:
+            assert thumb.format == "JPEG" and max(thumb.size) <= THUMB_SIDE
+    again = make_all(store_dir, progress=False)
+    assert (again.made, again.current, again.failed) == (0, 11, [])
+
+    changed, gone = sorted(folder.rglob("*.png"))[:2]
+    Image.new("RGB", (64, 64), (0, 0, 0)).save(changed)  # new content: its cached thumbnail is no longer current
+    os.utime(changed, (time.time() + 5, time.time() + 5))
+    gone.unlink()
+    report = make_all(store_dir, progress=False)
+    assert (report.made, report.current) == (1, 9)
+    assert [p for p, _ in report.failed] == [str(gone)] and "1 failed" in report.summary()

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recall", type=fraction, metavar="R",
                    help="recall@10 the vector index is tuned to reach, measured on a sample of the store "
                         "(kept with the store; default 0.95)")
+    p.add_argument("--thumbs", action="store_true",
+                   help="also make every missing thumbnail now (else `clipworks serve` makes each when first shown)")
     add_device_arg(p)
     p.set_defaults(run=run_index)
 
@@ -168,6 +170,10 @@ def run_index(args: argparse.Namespace) -> int:
     if not (dist.is_initialized() and dist.get_rank() != 0):
         print(report.summary())
         _build_vector_index(args.store, args.recall)
+        if args.thumbs:
+            from clipworks.search.thumbs import make_all
+
+            print(make_all(args.store).summary())
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

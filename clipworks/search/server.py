@@ -45,7 +45,7 @@ from clipworks.search.engine import Filters, Hit, SearchEngine
 from clipworks.search.store import GONE, Item, inside_roots
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 40_000_000  # 120 MB decoded as RGB; decided from the image header, before decoding
+MAX_UPLOAD_PIXELS = thumbs.MAX_PIXELS  # 120 MB decoded as RGB; decided from the image header, before decoding
 UPLOAD_WORKERS = 2  # uploads decoded and embedded at once; more wait their turn without holding a thread
 THUMB_WORKERS = 2  # thumbnails and converted images made at once; cached ones are served without waiting
 MAX_K = 200  # results in one page

@@ -2,8 +2,9 @@
 formats browsers cannot show (TIFF), made on first request and cached in the store's `thumbs/` folder. A video
 store's thumbnails are its videos' poster frames, made and cached the same way.
 
-Made when first asked for, not at index time: indexing stays one embedding pass, only the images someone looks
-at cost a thumbnail, and a cached copy is keyed by the source file as it is now (path, size, mtime), so a file
+Made when first asked for, by default: indexing stays one embedding pass and only the images someone looks at
+cost a thumbnail. `make_all` (`clipworks index --thumbs`) makes every missing one ahead, so that no page waits
+for one, as photo managers do at import. A cached copy is keyed by the source file as it is now (path, size, mtime), so a file
 changed on disk gets a new one even before it is re-indexed. Any format Pillow decodes (16-bit, CMYK, palette,
 alpha, EXIF-rotated) goes through `decode_image`, with JPEGs decoded at a reduced scale and a pixel budget
 checked from the header before decoding. A store in a folder the server cannot write still serves them, made
@@ -19,6 +20,8 @@ import os
 import tarfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 THUMB_SIDE = 256  # longest side of a thumbnail, in pixels
+MAX_PIXELS = 40_000_000  # decode budget of an image the server opens (uploads, thumbnail sources): 120 MB as RGB
 THUMB_QUALITY = 85
 FULL_QUALITY = 92
 BROWSER_FORMATS = {"jpg", "jpeg", "png", "webp", "gif", "bmp"}  # shown by every current browser as they are
@@ -128,3 +132,57 @@ def make_copy(store_dir: str | Path, item: Item, roots: list[str], side: int | N
             if old != path:
                 old.unlink(missing_ok=True)
         return path
+
+
+@dataclass
+class ThumbsReport:
+    """What `make_all` did: thumbnails made, already current, and the items it could not make one for."""
+
+    made: int = 0
+    current: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def summary(self) -> str:
+        gone = f", {len(self.failed)} failed" + "".join(f"\n  {p}: {why}" for p, why in self.failed[:10])
+        return f"thumbnails: made {self.made}, current {self.current}" + (gone if self.failed else "")
+
+
+def make_all(store_dir: str | Path, max_pixels: int = MAX_PIXELS, side: int = THUMB_SIDE, workers: int = 2,
+             progress: bool = True) -> ThumbsReport:
+    """Make the thumbnail of every image in the store that has no current one (`workers` threads; Pillow decodes
+    and resizes outside the GIL). An image that is gone, outside the roots or no longer decodes is counted and
+    listed, never fatal. For an image store (a video store's posters are made by the server as asked)."""
+    from tqdm import tqdm
+
+    from clipworks.errors import ClipworksError
+    from clipworks.search.store import Store
+
+    store = Store(store_dir, create=False)
+    report = ThumbsReport()
+    try:
+        roots, ids = store.roots(), store.filter_ids()
+
+        def one(item: Item) -> str | None:
+            try:
+                if cached_copy(store.directory, item, roots, side) is not None:
+                    return "current"
+                make_copy(store.directory, item, roots, side, max_pixels)
+                return None
+            except (OSError, ClipworksError) as exc:  # gone, outside the roots, unreadable, over the pixel budget
+                return f"failed:{str(exc).removeprefix(item.path + ': ')}"
+
+        with ThreadPoolExecutor(max(1, workers)) as pool, \
+                tqdm(total=len(ids), desc="thumbnails", unit="img", disable=not progress) as bar:
+            for start in range(0, len(ids), 512):
+                items = store.items(ids[start:start + 512])
+                for item, outcome in zip(items, pool.map(one, items)):
+                    if outcome is None:
+                        report.made += 1
+                    elif outcome == "current":
+                        report.current += 1
+                    else:
+                        report.failed.append((item.path, outcome.removeprefix("failed:")))
+                    bar.update()
+    finally:
+        store.close()
+    return report
