@@ -7,10 +7,13 @@ an importorskip, fails the run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -39,6 +42,34 @@ def free_port() -> Callable[[], int]:
             return s.getsockname()[1]
 
     return pick
+
+
+@pytest.fixture(scope="session")
+def serve_app() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with serve_app(app) as base:` runs a FastAPI app in uvicorn on a thread, on the listening socket that
+    `clipworks serve` makes (loopback, any free port), and yields its base URL once it answers."""
+    import uvicorn
+
+    from clipworks.search.server import listening_socket
+
+    @contextlib.contextmanager
+    def serving(app) -> Iterator[str]:
+        sock = listening_socket("127.0.0.1", 0)
+        srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not srv.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            srv.should_exit = True
+            thread.join(timeout=10)
+
+    return serving
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -197,27 +195,13 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture(scope="module")
-def server(planted, model, free_port):
-    import uvicorn
-
+def server(planted, model, serve_app):
     from clipworks.search.engine import SearchEngine
     from clipworks.search.server import create_app
 
     engine = SearchEngine(planted["store"], model=model[0], preprocess=model[1], tokenizer=clipworks.get_tokenizer(model[0]))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/api/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield base
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(engine)) as base:
+        yield base
 
 
 def test_api_pages_through_the_groups(server, planted):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,9 +22,7 @@ from clipworks.search.server import create_app
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, free_port):
-    import uvicorn
-
+def server(tmp_path_factory, serve_app):
     tmp = tmp_path_factory.mktemp("srv")
     folder = write_world(tmp / "world", size=120, seed=5, split="train")
     outside = tmp / "secret.png"
@@ -43,21 +39,8 @@ def server(tmp_path_factory, free_port):
 
     engine = SearchEngine(tmp / "store", model=model, preprocess=pre, tokenizer=clipworks.get_tokenizer(model),
                           describer=Describer("default", shared=("default", model, pre)))
-    port = free_port()
-    config = uvicorn.Config(create_app(engine, max_upload_bytes=200_000), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/api/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield {"base": base, "folder": folder, "outside": outside, "engine": engine, "scenes": scenes}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(engine, max_upload_bytes=200_000)) as base:
+        yield {"base": base, "folder": folder, "outside": outside, "engine": engine, "scenes": scenes}
 
 
 def _get(url: str) -> tuple[int, bytes]:

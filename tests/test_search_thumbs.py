@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -51,32 +50,17 @@ def _formats(folder: Path, outside: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, free_port):
-    import uvicorn
-
+def server(tmp_path_factory, serve_app):
     tmp = tmp_path_factory.mktemp("thumbs")
     folder = write_world(tmp / "world", size=60, seed=9, split="train")
     _formats(folder / "formats", tmp / "secret.png")
     model, pre = clipworks.create_model("default", device="cpu")
     index([str(folder)], tmp / "store", model=model, preprocess=pre, progress=False)
     engine = SearchEngine(tmp / "store", model=model, preprocess=pre, tokenizer=clipworks.get_tokenizer(model))
-    port = free_port()
-    app = create_app(engine, max_upload_pixels=PIXEL_BUDGET)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/api/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    ids = {Path(it.path).name: it.id for it in engine.store.items(engine.store.vectors()[0].tolist())}
-    yield {"base": base, "folder": folder, "store": tmp / "store", "ids": ids, "outside": tmp / "secret.png",
-           "engine": engine}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(engine, max_upload_pixels=PIXEL_BUDGET)) as base:
+        ids = {Path(it.path).name: it.id for it in engine.store.items(engine.store.vectors()[0].tolist())}
+        yield {"base": base, "folder": folder, "store": tmp / "store", "ids": ids, "outside": tmp / "secret.png",
+               "engine": engine}
 
 
 def _get(url: str) -> tuple[int, dict, bytes]:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -61,11 +60,9 @@ def _distinct_pairs(world: VideoWorld, count: int) -> list[tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, free_port):
+def served(tmp_path_factory, serve_app):
     """A folder of world videos indexed by the default video model, served on loopback. Each event video is one
     world clip, then another (from 1.0 s): the second one's object comes into the video at a known time."""
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("video-srv")
     folder = tmp / "videos"
     folder.mkdir()
@@ -91,21 +88,9 @@ def served(tmp_path_factory, free_port):
     report = index_videos([str(folder)], tmp / "store", net=net, progress=False)
     assert report.added == 12 and not report.skipped
     engine = video_engine(tmp / "store", net=net)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/api/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield {"base": base, "folder": folder.resolve(), "outside": outside, "engine": engine, "events": events,
-           "world": world, "store": tmp / "store"}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(engine)) as base:
+        yield {"base": base, "folder": folder.resolve(), "outside": outside, "engine": engine, "events": events,
+               "world": world, "store": tmp / "store"}
 
 
 def _search(base: str, q: str, k: int = 20) -> list[dict]:
