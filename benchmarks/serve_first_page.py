@@ -18,8 +18,6 @@ import hashlib
 import http.client
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -29,13 +27,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import clipworks
+from _serving import start_server  # benchmarks/ is the script's folder, so on sys.path
 from clipworks.model.factory import shipped_model_path
 from clipworks.search.store import Store
 
 QUERIES = ["a red star", "a blue circle", "two green squares", "a yellow triangle on the left", "a purple heart",
            "an orange square above a white circle", "a pink star", "a small black circle", "a large grey square",
            "three blue triangles", "a red circle next to a green star", "a white heart"]
+
+SERVE_CLI = "import sys; from clipworks.cli.main import main; sys.exit(main(sys.argv[1:]))"  # `clipworks ARGS`
 
 
 def _photo(size: tuple[int, int], seed: int) -> Image.Image:
@@ -91,20 +91,6 @@ def build_store(tmp: Path, n: int, seed: int) -> Path:
         store.put(rows)
     store.close()
     return tmp / "store"
-
-
-def start_server(store: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    code = "import sys; from clipworks.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(Path(clipworks.__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--store", str(store), "--port", "0"],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
-    while True:  # the server prints its URL once the model is loaded and the index built
-        for word in log.read_text().split():
-            if word.startswith("http://"):
-                return proc, word.rstrip("/")
-        if proc.poll() is not None:
-            raise SystemExit(log.read_text())
-        time.sleep(0.2)
 
 
 class Client:
@@ -165,7 +151,7 @@ def main() -> None:
             print(f"ahead: {report.summary()} in {seconds:.1f} s ({report.made / seconds:.0f} thumbnails/s, "
                   f"2 threads)", flush=True)
         t0 = time.perf_counter()
-        proc, base = start_server(store, tmp / "serve.log")
+        proc, base = start_server(SERVE_CLI, ["serve", "--store", str(store), "--port", "0"], tmp / "serve.log")
         try:
             client = Client(base)
             stats = json.loads(client.get("/api/stats"))

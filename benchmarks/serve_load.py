@@ -19,8 +19,6 @@ import http.client
 import itertools
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-import clipworks
+from _serving import start_server  # benchmarks/ is the script's folder, so on sys.path
 
 POPULAR = ["a red star", "a blue circle", "two green squares", "a yellow triangle", "a purple heart",
            "an orange square above a white circle", "a pink star", "a small black circle", "a large grey square",
@@ -76,19 +74,6 @@ def build_store(tmp: Path, n: int, seed: int) -> Path:
     report = index([str(folder)], tmp / "store", model_name="default", device="cpu", progress=False)
     print(f"indexed: {report.summary()}", flush=True)
     return tmp / "store"
-
-
-def start_server(store: Path, engine_kwargs: dict, log: Path) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(clipworks.__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(store), json.dumps(engine_kwargs)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
-    while True:  # serve() prints its URL once the model is loaded and the index built
-        for word in log.read_text().split():
-            if word.startswith("http://"):
-                return proc, word.rstrip("/")
-        if proc.poll() is not None:
-            raise SystemExit(log.read_text())
-        time.sleep(0.2)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -172,7 +157,7 @@ def main() -> None:
         print(f"{len(set(plan))} different queries among {len(plan)}; {args.clients} clients, at most "
               f"{args.seconds:.0f} s a run; {os.cpu_count()} cores", flush=True)
         for run in runs:
-            proc, base = start_server(store, RUNS[run], tmp / f"serve-{run}.log")
+            proc, base = start_server(SERVER, [str(store), json.dumps(RUNS[run])], tmp / f"serve-{run}.log")
             try:
                 load(base, ["warm-up", "a warm-up query"], 1, 60)  # one-off costs, outside the timing
                 before, load_before = cpu_seconds(proc.pid), os.getloadavg()[0]
